@@ -1,0 +1,44 @@
+"""qlearn: the numpy companion package of the qlearn quantization course.
+
+>>> import numpy as np
+>>> import qlearn as ql
+>>> x = np.array([-1.0, 0.0, 0.5, 3.0], dtype=np.float32)
+>>> qp = ql.choose_qparams(x, bits=8)
+>>> ql.quantize(x, qp)
+array([  0,  64,  96, 255], dtype=uint8)
+"""
+
+from qlearn.metrics import max_abs_error, mse, sqnr_db
+from qlearn.primitives import dequantize, fake_quantize, quantize
+from qlearn.qparams import (
+    FLOAT32_EPS,
+    Granularity,
+    PerAxis,
+    PerGroup,
+    PerTensor,
+    QParams,
+    choose_qparams,
+    qparams_from_range,
+    qrange,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FLOAT32_EPS",
+    "Granularity",
+    "PerAxis",
+    "PerGroup",
+    "PerTensor",
+    "QParams",
+    "__version__",
+    "choose_qparams",
+    "dequantize",
+    "fake_quantize",
+    "max_abs_error",
+    "mse",
+    "qparams_from_range",
+    "qrange",
+    "quantize",
+    "sqnr_db",
+]

@@ -1,0 +1,29 @@
+"""The public API: every name in qlearn.__all__ exists, is documented with a runnable example."""
+
+import inspect
+
+import qlearn
+
+
+def test_all_names_exist_and_are_sorted():
+    assert qlearn.__all__ == sorted(qlearn.__all__)
+    for name in qlearn.__all__:
+        assert hasattr(qlearn, name), name
+
+
+def test_public_callables_have_numpydoc_with_examples():
+    for name in qlearn.__all__:
+        obj = getattr(qlearn, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or name.startswith("Per"):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        for section in ("Parameters", "Examples"):
+            assert section in doc, f"qlearn.{name} lacks a {section} section"
+        if inspect.isfunction(obj):
+            assert "Returns" in doc and "Notes" in doc, f"qlearn.{name} lacks Returns or Notes"
+
+
+def test_version_is_defined_once():
+    from importlib.metadata import version
+
+    assert version("qlearn") == qlearn.__version__

@@ -1,0 +1,130 @@
+"""qlearn against PyTorch: scales, zero points and codes must be identical, bit for bit.
+
+Skipped when torch is not installed; .ci/run installs the CPU build (torch==2.13.0).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import qlearn as ql
+
+torch = pytest.importorskip("torch")
+ao = pytest.importorskip("torch.ao.quantization")
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning")
+
+# (torch dtype, torch qscheme, qlearn options) for the schemes PyTorch's observers offer
+PER_TENSOR = [
+    ("quint8", "per_tensor_affine", dict(symmetric=False)),
+    ("qint8", "per_tensor_affine", dict(symmetric=False, signed=True)),
+    ("qint8", "per_tensor_symmetric", dict(symmetric=True, half_range=True)),
+    ("quint8", "per_tensor_symmetric", dict(symmetric=True, signed=False, half_range=True)),
+]
+PER_CHANNEL = [
+    ("quint8", "per_channel_affine", dict(symmetric=False)),
+    ("qint8", "per_channel_symmetric", dict(symmetric=True, half_range=True)),
+]
+
+tensors = hnp.arrays(
+    np.float32,
+    hnp.array_shapes(min_dims=2, max_dims=3, min_side=2, max_side=16),
+    elements=st.floats(-100, 100, width=32),
+).filter(lambda a: np.ptp(a) > 0 and not np.all(a == a.reshape(-1)[0]))
+
+
+def observe(observer, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obs = observer
+        obs(torch.from_numpy(x))
+        scale, zp = obs.calculate_qparams()
+    return scale.numpy(), zp.numpy()
+
+
+@pytest.mark.parametrize(("dtype", "qscheme", "opts"), PER_TENSOR)
+@given(x=tensors)
+def test_minmax_observer(dtype, qscheme, opts, x):
+    scale, zp = observe(ao.MinMaxObserver(dtype=getattr(torch, dtype), qscheme=getattr(torch, qscheme)), x)
+    qp = ql.choose_qparams(x, 8, **opts)
+    assert qp.scale.item() == scale.item()
+    assert int(qp.zero_point) == int(zp.item())
+
+
+def test_narrow_int8_symmetric_observer(rng):
+    x = rng.standard_normal((8, 8)).astype(np.float32)
+    obs = ao.MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=-127, quant_max=127)
+    scale, zp = observe(obs, x)
+    qp = ql.choose_qparams(x, 8, symmetric=True, narrow=True)
+    assert (qp.qmin, qp.qmax) == (-127, 127)
+    assert qp.scale.item() == scale.item() and int(zp.item()) == 0
+
+
+@pytest.mark.parametrize(("dtype", "qscheme", "opts"), PER_CHANNEL)
+@given(x=tensors, data=st.data())
+def test_per_channel_minmax_observer(dtype, qscheme, opts, x, data):
+    axis = data.draw(st.integers(0, x.ndim - 1))
+    slices = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+    assume(np.all(slices.min(axis=1) < slices.max(axis=1)))  # constant channels: see the test below
+    obs = ao.PerChannelMinMaxObserver(ch_axis=axis, dtype=getattr(torch, dtype), qscheme=getattr(torch, qscheme))
+    scale, zp = observe(obs, x)
+    qp = ql.choose_qparams(x, 8, axis=axis, **opts)
+    np.testing.assert_array_equal(qp.scale, scale.astype(np.float32))
+    np.testing.assert_array_equal(qp.zero_point, zp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tq = torch.quantize_per_channel(
+            torch.from_numpy(x), torch.from_numpy(scale), torch.from_numpy(zp), axis, getattr(torch, dtype)
+        )
+    q = ql.quantize(x, qp, method="mul_add")  # quantize_per_channel rounds the product, then the sum
+    np.testing.assert_array_equal(q, tq.int_repr().numpy())
+    np.testing.assert_array_equal(ql.dequantize(q, qp), tq.dequantize().numpy())
+
+
+@pytest.mark.parametrize(("dtype", "qscheme", "opts"), PER_TENSOR)
+def test_quantize_per_tensor_codes_and_values(dtype, qscheme, opts, rng):
+    # large enough to use the blocked path and to contain values where the rounding modes differ
+    x = (rng.standard_normal(300_000) * 3).astype(np.float32)
+    qp = ql.choose_qparams(x, 8, **opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tq = torch.quantize_per_tensor(torch.from_numpy(x), qp.scale.item(), int(qp.zero_point), getattr(torch, dtype))
+    q = ql.quantize(x, qp, method="fma")
+    np.testing.assert_array_equal(q, tq.int_repr().numpy())
+    assert q.dtype == tq.int_repr().numpy().dtype
+    np.testing.assert_array_equal(ql.dequantize(q, qp), tq.dequantize().numpy())
+    # the textbook rounding round(x / s) differs from PyTorch's fused multiply-add by at most one code
+    diff = ql.quantize(x, qp).astype(int) - q.astype(int)
+    assert np.abs(diff).max() <= 1
+
+
+def test_quantize_per_channel_codes_large(rng):
+    x = (rng.standard_normal((4, 200_000)) * 3).astype(np.float32)
+    qp = ql.choose_qparams(x, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tq = torch.quantize_per_channel(
+            torch.from_numpy(x),
+            torch.from_numpy(qp.scale.astype(np.float64)),
+            torch.from_numpy(qp.zero_point.astype(np.int64)),
+            0,
+            torch.quint8,
+        )
+    np.testing.assert_array_equal(ql.quantize(x, qp, method="mul_add"), tq.int_repr().numpy())
+
+
+@given(x=tensors, bits=st.integers(2, 8), symmetric=st.booleans())
+def test_fake_quantize_per_tensor_affine(x, bits, symmetric):
+    # torch's fake-quantize op takes any [quant_min, quant_max], so other bit widths are checked too
+    qp = ql.choose_qparams(x, bits, symmetric)
+    got = ql.fake_quantize(x, qp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = torch.fake_quantize_per_tensor_affine(
+            torch.from_numpy(x), qp.scale.item(), int(qp.zero_point), qp.qmin, qp.qmax
+        ).numpy()
+    np.testing.assert_array_equal(got, ref)  # also equal on 4M normals at 8 and 4 bits

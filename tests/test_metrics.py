@@ -1,0 +1,62 @@
+"""mse, sqnr_db, max_abs_error."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import qlearn as ql
+
+
+def test_golden_values():
+    x, x_hat = [1.0, 2.0, 3.0, 4.0], [1.0, 2.5, 2.0, 4.0]
+    assert ql.mse(x, x_hat) == pytest.approx((0.25 + 1.0) / 4)
+    assert ql.max_abs_error(x, x_hat) == 1.0
+    # signal power 30, noise power 1.25
+    assert ql.sqnr_db(x, x_hat) == pytest.approx(10 * math.log10(30 / 1.25))
+
+
+def test_sqnr_edge_cases():
+    assert ql.sqnr_db([1.0, 2.0], [1.0, 2.0]) == math.inf
+    assert ql.sqnr_db([0.0, 0.0], [0.0, 0.0]) == math.inf
+    assert ql.sqnr_db([0.0, 0.0], [0.1, 0.0]) == -math.inf
+
+
+def test_about_six_db_per_bit(rng):
+    x = rng.uniform(-1, 1, 200_000)
+    sqnr = [ql.sqnr_db(x, ql.fake_quantize(x, ql.choose_qparams(x, bits=b))) for b in (6, 7, 8, 9, 10)]
+    assert np.allclose(np.diff(sqnr), 20 * math.log10(2), atol=0.1)
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=30))
+def test_metrics_against_definitions(values):
+    x = np.array(values)
+    x_hat = np.round(x, 1)
+    assert ql.mse(x, x_hat) == pytest.approx(
+        sum((a - b) ** 2 for a, b in zip(x, x_hat, strict=True)) / len(x), abs=1e-12
+    )
+    assert ql.max_abs_error(x, x_hat) == max(abs(a - b) for a, b in zip(x, x_hat, strict=True))
+    assert ql.mse(x, x) == 0.0
+
+
+@pytest.mark.parametrize("fn", [ql.mse, ql.sqnr_db, ql.max_abs_error])
+def test_bad_input(fn):
+    with pytest.raises(ValueError, match=r"same shape; got \(2,\) and \(3,\)"):
+        fn([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="x_hat must contain only finite"):
+        fn([1.0, 2.0], [1.0, np.nan])
+    with pytest.raises(ValueError, match="empty"):
+        fn([], [])
+    with pytest.raises(TypeError, match="real numbers"):
+        fn(["a"], ["b"])
+
+
+def test_inputs_not_mutated(rng):
+    x = rng.standard_normal(10)
+    y = x + 0.1
+    xb, yb = x.copy(), y.copy()
+    ql.mse(x, y), ql.sqnr_db(x, y), ql.max_abs_error(x, y)
+    np.testing.assert_array_equal(x, xb)
+    np.testing.assert_array_equal(y, yb)
