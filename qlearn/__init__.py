@@ -24,6 +24,16 @@ from qlearn.qparams import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # qlearn.plot needs matplotlib and seaborn: load it on first use, not with the numpy core
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module("qlearn.plot")
+    raise AttributeError(f"module 'qlearn' has no attribute {name!r}")
+
+
 __all__ = [
     "FLOAT32_EPS",
     "Granularity",
