@@ -8,6 +8,7 @@
 array([  0,  64,  96, 255], dtype=uint8)
 """
 
+from qlearn import integer
 from qlearn.metrics import max_abs_error, mse, sqnr_db
 from qlearn.primitives import dequantize, fake_quantize, quantize
 from qlearn.qparams import (
@@ -45,6 +46,7 @@ __all__ = [
     "choose_qparams",
     "dequantize",
     "fake_quantize",
+    "integer",
     "max_abs_error",
     "mse",
     "qparams_from_range",
