@@ -8,7 +8,7 @@
 array([  0,  64,  96, 255], dtype=uint8)
 """
 
-from qlearn import integer
+from qlearn import integer, observers
 from qlearn.metrics import max_abs_error, mse, sqnr_db
 from qlearn.primitives import dequantize, fake_quantize, quantize
 from qlearn.qparams import (
@@ -49,6 +49,7 @@ __all__ = [
     "integer",
     "max_abs_error",
     "mse",
+    "observers",
     "qparams_from_range",
     "qrange",
     "quantize",

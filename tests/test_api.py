@@ -11,7 +11,9 @@ def test_all_names_exist_and_are_sorted():
         assert hasattr(qlearn, name), name
 
 
-PUBLIC = [(qlearn, name) for name in qlearn.__all__] + [(qlearn.integer, n) for n in qlearn.integer.__all__]
+PUBLIC = [(qlearn, name) for name in qlearn.__all__] + [
+    (module, n) for module in (qlearn.integer, qlearn.observers) for n in module.__all__
+]
 
 
 def test_public_callables_have_numpydoc_with_examples():
