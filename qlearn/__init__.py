@@ -8,7 +8,7 @@
 array([  0,  64,  96, 255], dtype=uint8)
 """
 
-from qlearn import integer, observers
+from qlearn import datasets, integer, nn, observers
 from qlearn.metrics import max_abs_error, mse, sqnr_db
 from qlearn.primitives import dequantize, fake_quantize, quantize
 from qlearn.qparams import (
@@ -44,11 +44,13 @@ __all__ = [
     "QParams",
     "__version__",
     "choose_qparams",
+    "datasets",
     "dequantize",
     "fake_quantize",
     "integer",
     "max_abs_error",
     "mse",
+    "nn",
     "observers",
     "qparams_from_range",
     "qrange",

@@ -12,7 +12,7 @@ def test_all_names_exist_and_are_sorted():
 
 
 PUBLIC = [(qlearn, name) for name in qlearn.__all__] + [
-    (module, n) for module in (qlearn.integer, qlearn.observers) for n in module.__all__
+    (module, n) for module in (qlearn.datasets, qlearn.integer, qlearn.nn, qlearn.observers) for n in module.__all__
 ]
 
 
