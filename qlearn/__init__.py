@@ -8,7 +8,7 @@
 array([  0,  64,  96, 255], dtype=uint8)
 """
 
-from qlearn import datasets, integer, nn, observers
+from qlearn import datasets, integer, nn, observers, ptq
 from qlearn.metrics import max_abs_error, mse, sqnr_db
 from qlearn.primitives import dequantize, fake_quantize, quantize
 from qlearn.qparams import (
@@ -52,6 +52,7 @@ __all__ = [
     "mse",
     "nn",
     "observers",
+    "ptq",
     "qparams_from_range",
     "qrange",
     "quantize",

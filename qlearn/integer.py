@@ -22,7 +22,15 @@ from numpy.typing import ArrayLike, NDArray
 from qlearn._checks import as_float_array, as_int
 from qlearn.qparams import _smallest_int_dtype
 
-__all__ = ["FixedPoint", "fixed_point", "quantize_bias", "quantized_matmul", "requantize", "rounding_right_shift"]
+__all__ = [
+    "FixedPoint",
+    "QuantizedLinear",
+    "fixed_point",
+    "quantize_bias",
+    "quantized_matmul",
+    "requantize",
+    "rounding_right_shift",
+]
 
 _I32 = np.iinfo(np.int32)
 
@@ -320,3 +328,52 @@ def quantize_bias(bias: ArrayLike, scale_x: ArrayLike, scale_w: ArrayLike) -> ND
             f"the bias does not fit in int32 at scale s_x·s_w; largest |bias / scale| is {np.abs(q).max():.3g}"
         )
     return q.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class QuantizedLinear:
+    """A fully connected layer that runs on integers only: ``q_y = requant(q_x @ q_w + q_b)``.
+
+    Built by :func:`qlearn.ptq.convert`. Codes in, codes out: the input has zero point
+    ``z_x`` (any scale), the weights are symmetric (zero point 0, one scale per output
+    channel or one for all), the bias is int32 in units of ``s_x·s_w``, and
+    ``multiplier ≈ s_x·s_w / s_y`` rescales the int32 accumulators to output codes.
+
+    Attributes
+    ----------
+    q_w : ndarray of int, shape (in, out)
+    q_b : ndarray of int32, shape (out,)
+    z_x : int
+    multiplier : FixedPoint
+        Scalar, or one per output channel.
+    z_y, qmin_y, qmax_y : int
+        Output zero point and range.
+    relu : bool
+        Apply ReLU, which in codes is ``max(q_y, z_y)``.
+    """
+
+    q_w: NDArray[np.integer[Any]]
+    q_b: NDArray[np.int32]
+    z_x: int
+    multiplier: FixedPoint
+    z_y: int
+    qmin_y: int
+    qmax_y: int
+    relu: bool = False
+
+    def forward(self, q_x: ArrayLike) -> NDArray[np.integer[Any]]:
+        """Output codes for input codes ``q_x`` of shape (batch, in); no float arithmetic.
+
+        Examples
+        --------
+        >>> layer = QuantizedLinear(q_w=np.array([[2], [-1]], np.int8), q_b=np.array([4], np.int32),
+        ...     z_x=128, multiplier=fixed_point(0.5), z_y=0, qmin_y=-128, qmax_y=127, relu=True)
+        >>> layer.forward(np.array([[130, 120], [126, 130]], np.uint8))  # acc = 12 + 4, -6 + 4; halved
+        array([[8],
+               [0]], dtype=int8)
+        """
+        acc = quantized_matmul(q_x, self.z_x, self.q_w).astype(np.int64) + self.q_b  # (batch, out)
+        if acc.size and (acc.min() < _I32.min or acc.max() > _I32.max):
+            raise OverflowError(f"an accumulator plus bias leaves int32: values in [{acc.min()}, {acc.max()}]")
+        q_y = requantize(acc, self.multiplier, self.z_y, self.qmin_y, self.qmax_y)
+        return np.maximum(q_y, np.asarray(self.z_y, q_y.dtype)) if self.relu else q_y
