@@ -462,28 +462,42 @@ class EntropyObserver(_HistogramObserver):
         self.amax_ = max(-self.min_val_, self.max_val_)
 
     def divergences(self) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Candidate end bins ``i`` and their KL divergences (``inf`` where Q misses P)."""
-        h = self.histogram_.resample(self.bins, self.amax_)  # (bins,) over [0, max|x|]
+        """Candidate end bins ``i`` and their KL divergences (``inf`` where Q misses P).
+
+        Works from prefix sums, so each candidate costs O(levels), not O(bins): with
+        ``p'``, ``q'`` the unnormalised P and Q of candidate ``i`` (totals ``T`` and
+        ``Q_s = Σ_{j<i} h_j``),
+
+        ``KL = (Σ p' log p' − Σ p' log q') / T − log T + log Q_s``,
+
+        where ``Σ p' log p'`` is a prefix sum of ``h log h`` plus the folded last bin, and
+        ``Σ p' log q'`` is ``Σ_g S_g log(S_g / N_g)`` over the groups (mass ``S_g`` on
+        ``N_g`` non-empty bins), corrected for the last bin, which holds the tail.
+        """
+        h = self.histogram_.resample(self.bins, self.amax_)  # (B,) over [0, max|x|]
         h[0] = h[1]
         n, nbins = self.levels, h.size
-        cand = np.arange(n, nbins + 1)  # (C,) candidate end bins
-        j = np.arange(nbins)  # (B,)
-        inside = j[None, :] < cand[:, None]  # (C, B): bin j is below the threshold
-        group = (j[None, :] * n) // cand[:, None]  # (C, B): group of bin j, in [0, n) inside
-        nonzero = inside & (h[None, :] > 0)
-        flat = (np.arange(cand.size)[:, None] * n + np.minimum(group, n - 1))[nonzero]  # (C·n) slots
-        sums = np.bincount(flat, weights=np.broadcast_to(h, inside.shape)[nonzero], minlength=cand.size * n)
-        sizes = np.bincount(flat, minlength=cand.size * n)
-        q = np.zeros(inside.shape)
-        q[nonzero] = (sums / np.maximum(sizes, 1))[flat]  # each group's mass spread over its non-empty bins
-        p = np.where(inside, h[None, :], 0.0)
-        cum = np.cumsum(h)
-        p[np.arange(cand.size), cand - 1] += cum[-1] - cum[cand - 1]  # fold the clipped tail into bin i-1
-        p /= p.sum(axis=1, keepdims=True)
-        q /= np.maximum(q.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+        cand = np.arange(n, nbins + 1)  # (C,) candidate end bins i
+        total = h.sum()
         with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(p > 0, p * np.log(p / q), 0.0)  # p > 0 with q == 0 gives inf
-        return cand, terms.sum(axis=1)
+            h_log_h = np.where(h > 0, h * np.log(h), 0.0)
+        cum_h = np.concatenate([[0.0], np.cumsum(h)])  # (B+1,) sum of h[:j]
+        cum_nz = np.concatenate([[0], np.cumsum(h > 0)])  # (B+1,) non-empty bins in h[:j]
+        cum_hlh = np.concatenate([[0.0], np.cumsum(h_log_h)])
+        # group g holds bins j with floor(j n / i) = g, i.e. j in [ceil(g i / n), ceil((g+1) i / n))
+        edges = -((-np.arange(n + 1)[None, :] * cand[:, None]) // n)  # (C, n+1) ceil division
+        sums = cum_h[edges[:, 1:]] - cum_h[edges[:, :-1]]  # (C, n) S_g
+        sizes = cum_nz[edges[:, 1:]] - cum_nz[edges[:, :-1]]  # (C, n) N_g
+        with np.errstate(divide="ignore", invalid="ignore"):
+            group_terms = np.where(sizes > 0, sums * np.log(sums / np.maximum(sizes, 1)), 0.0)
+            last = h[cand - 1]  # h_{i-1}: the last bin, in the last group
+            q_last = np.where(last > 0, sums[:, -1] / np.maximum(sizes[:, -1], 1), 0.0)  # its Q value
+            p_last = last + (total - cum_h[cand])  # the last bin of P, with the clipped tail
+            p_log_p = cum_hlh[cand - 1] + np.where(p_last > 0, p_last * np.log(p_last), 0.0)
+            p_log_q = group_terms.sum(axis=1) - np.where(last > 0, last * np.log(q_last), 0.0)
+            p_log_q = p_log_q + np.where(p_last > 0, p_last * np.log(q_last), 0.0)  # -inf when q_last is 0
+            kl = (p_log_p - p_log_q) / total - np.log(total) + np.log(cum_h[cand])
+        return cand, np.where(np.isnan(kl), np.inf, kl)
 
     def _range(self) -> Range:
         if self.histogram_.width_ == 0.0:  # all zeros
