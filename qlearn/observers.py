@@ -11,7 +11,7 @@ from data in attributes ending in ``_``)::
 
 Min-max observers keep running extremes; the others keep a :class:`Histogram` and
 search it. The scale and zero point are always computed by
-:func:`qlearn.qparams.qparams_from_range`, never here.
+:func:`qlearn.qparams_from_range`, never here.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class _Observer:
         return self._range()
 
     def compute_qparams(self) -> QParams:
-        """QParams for the chosen range, from :func:`qlearn.qparams.qparams_from_range`."""
+        """QParams for the chosen range, from :func:`qlearn.qparams_from_range`."""
         lo, hi = self.compute_range()
         axis = getattr(self, "axis", None)
         return qparams_from_range(

@@ -17,6 +17,8 @@ from qlearn._checks import as_float_array
 from qlearn.primitives import dequantize
 from qlearn.qparams import QParams
 
+__all__ = ["COLORS", "grid_over_hist", "use_style"]
+
 #: Colours with fixed meanings across the book.
 COLORS = {"float": "#4C72B0", "grid": "#C44E52", "clip": "#DD8452", "asym": "#55A868", "sym": "#8172B3"}
 

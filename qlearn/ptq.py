@@ -243,7 +243,7 @@ class QuantizedMLP:
         return float(np.mean(self.predict(x) == np.asarray(y)))
 
     def accumulator_bounds(self) -> list[int]:
-        """Worst-case |accumulator + bias| of each layer over all possible input codes."""
+        """Worst-case absolute value of accumulator plus bias, per layer, over all possible input codes."""
         bounds = []
         for layer, qp_in in zip(self.layers, self.activation_qparams, strict=False):
             dx = max(layer.z_x - qp_in.qmin, qp_in.qmax - layer.z_x)  # largest |q_x - z_x|
