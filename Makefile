@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test notebooks lint bench clean
+.PHONY: book test notebooks lint bench screenshot clean
 
 book: $(STAMP)                  ## build the site into _build/html, strictly (warnings are errors)
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -23,6 +23,11 @@ lint: $(STAMP)
 bench: $(STAMP)                 ## speed benchmark against PyTorch (installs the CPU build of torch)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python benchmarks/quantize_speed.py
+
+screenshot:                     ## save a PNG of a built page: make screenshot PAGE=book/affine_map [OUT=_build/page.png]
+	chromium --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+	  --hide-scrollbars --window-size=1280,2400 --screenshot=$(abspath $(or $(OUT),_build/screenshot.png)) \
+	  file://$(abspath _build/html/$(or $(PAGE),book/intro).html)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
