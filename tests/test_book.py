@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 API = "\n".join(p.read_text() for p in sorted((ROOT / "book" / "api").glob("*.md")))
 DOCUMENTED = set(re.findall(r"\.\. auto(?:function|class):: (\w+)", API))
 MODULES = {"qlearn": qlearn} | {
-    f"qlearn.{name}": getattr(qlearn, name)
-    for name in ("datasets", "integer", "nn", "observers", "ptq", "plot")
+    f"qlearn.{name}": getattr(qlearn, name) for name in ("datasets", "integer", "nn", "observers", "ptq", "plot")
 }
 
 
