@@ -12,28 +12,11 @@ import sys
 from pathlib import Path
 
 import nbformat
-import yaml
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def toc_notebooks() -> list[Path]:
-    """Every .ipynb named in _toc.yml, in order."""
-    files: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("root", "file") and isinstance(value, str):
-                    files.append(value)
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
+sys.path.insert(0, str(ROOT / "tests"))
+from toc import toc_notebooks  # noqa: E402  (one reader of _toc.yml for tests and tools)
 
 
 def execute(path: Path) -> None:

@@ -14,30 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from toc import ROOT, toc_files, toc_notebooks
 
 import qlearn
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def toc_files() -> list[str]:
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("root", "file") and isinstance(value, str):
-                    found.append(value)
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-    return found
-
-
-NOTEBOOKS = [ROOT / f"{f}.ipynb" for f in toc_files() if (ROOT / f"{f}.ipynb").exists()]
+NOTEBOOKS = toc_notebooks()
 REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
 
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
+from toc import ROOT, toc_files
 
-ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "_build" / "html"
 REQUIRED = os.environ.get("QLEARN_REQUIRE_RENDER") == "1"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -24,23 +23,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 
 def browser() -> str | None:
     return next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-
-
-def toc_pages() -> list[str]:
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("root", "file") and isinstance(value, str):
-                    found.append(value)
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-    return found
 
 
 class Page(HTMLParser):
@@ -91,7 +73,7 @@ def setup_module() -> None:
         pytest.skip(problem, allow_module_level=True)
 
 
-@pytest.mark.parametrize("doc", toc_pages())
+@pytest.mark.parametrize("doc", toc_files())
 def test_page_renders_with_figures_and_working_links(doc):
     html = SITE / f"{doc}.html"
     assert html.exists(), f"{doc} is in _toc.yml but was not built"
