@@ -389,7 +389,9 @@ class MSEObserver(_HistogramObserver):
     """
 
     def __init__(self, n_candidates: int = 200, bits: int = 8, symmetric: bool = False, **kwargs: Any) -> None:
-        super().__init__(bits, symmetric, **kwargs)
+        # a signed histogram even when symmetric: the full signed grid reaches one code further
+        # on the negative side, so |x| alone would misjudge the error of negative values
+        super().__init__(bits, symmetric, magnitudes=False, **kwargs)
         self.n_candidates = as_int(n_candidates, "n_candidates")
         if self.n_candidates < 1:
             raise ValueError(f"n_candidates must be a positive integer; got {n_candidates}")
