@@ -177,9 +177,12 @@ class _Observer:
 
     def compute_range(self) -> Range:
         """The chosen clipping range ``(lo, hi)`` (floats, or arrays per channel)."""
-        if self.n_batches_ == 0:
-            raise RuntimeError(f"{type(self).__name__}: call observe() with at least one batch before compute_range()")
+        self._require_data("compute_range")
         return self._range()
+
+    def _require_data(self, method: str) -> None:
+        if self.n_batches_ == 0:
+            raise RuntimeError(f"{type(self).__name__}: call observe() with at least one batch before {method}()")
 
     def compute_qparams(self) -> QParams:
         """QParams for the chosen range, from :func:`qlearn.qparams_from_range`."""
@@ -398,6 +401,7 @@ class MSEObserver(_HistogramObserver):
 
     def candidates(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The candidate ranges ``(lo, hi)``, each of shape ``(n_candidates,)``."""
+        self._require_data("candidates")
         a = np.arange(1, self.n_candidates + 1) / self.n_candidates
         if self.symmetric:
             m = max(-self.min_val_, self.max_val_)
@@ -476,6 +480,7 @@ class EntropyObserver(_HistogramObserver):
         ``Σ p' log q'`` is ``Σ_g S_g log(S_g / N_g)`` over the groups (mass ``S_g`` on
         ``N_g`` non-empty bins), corrected for the last bin, which holds the tail.
         """
+        self._require_data("divergences")
         h = self.histogram_.resample(self.bins, self.amax_)  # (B,) over [0, max|x|]
         h[0] = h[1]
         n, nbins = self.levels, h.size
@@ -562,6 +567,7 @@ class CrossEntropyObserver(_Observer):
 
     def cross_entropies(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """Candidate ranges ``(lo, hi)`` and the mean cross-entropy of each."""
+        self._require_data("cross_entropies")
         a = np.arange(1, self.n_candidates + 1) / self.n_candidates
         m = max(-self.min_val_, self.max_val_)
         lo, hi = (-a * m, a * m) if self.symmetric else (a * min(self.min_val_, 0.0), a * max(self.max_val_, 0.0))

@@ -207,6 +207,10 @@ def test_compute_before_observe_raises(cls):
         cls().compute_range()
     with pytest.raises(RuntimeError, match="call observe"):
         cls().compute_qparams()
+    for search in ("candidates", "divergences", "cross_entropies"):
+        if hasattr(cls, search):
+            with pytest.raises(RuntimeError, match=f"before {search}"):
+                getattr(cls(), search)()
 
 
 @pytest.mark.parametrize("cls", ALL)
