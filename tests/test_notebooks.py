@@ -60,6 +60,8 @@ COLAB_PIN = re.compile(r'"qlearn @ git\+(?P<url>\S+?)@v(?P<version>[^"]+)"')
 def test_first_cell_installs_pinned_qlearn_only_in_colab(path):
     source = "".join(code_cells(path)[0]["source"])
     assert 'if "google.colab" in sys.modules:' in source, f"{path.name}: the first code cell must be the Colab cell"
+    tags = code_cells(path)[0].get("metadata", {}).get("tags", [])
+    assert "remove-cell" in tags, f"{path.name}: tag the Colab cell remove-cell (it is for Colab, not the site)"
     match = COLAB_PIN.search(source)
     assert match, f"{path.name}: the Colab cell must install qlearn from the repository, pinned to a version"
     assert match["url"] == REPO_URL, f"{path.name}: installs from {match['url']}, _config.yml says {REPO_URL}"

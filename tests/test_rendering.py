@@ -81,6 +81,8 @@ def test_page_renders_with_figures_and_working_links(doc):
     assert page.h1 >= 1, f"{doc}: no title rendered"
     notebook = ROOT / f"{doc}.ipynb"
     if notebook.exists():
+        colab = [h for h in page.links if h.startswith("https://colab.research.google.com/")]
+        assert colab and colab[0].endswith(f"/{doc}.ipynb"), f"{doc}: no Colab launch button for the notebook"
         figures = [src for src in page.images if "_images/" in src or src.startswith("data:image")]
         assert len(figures) >= stored_figures(notebook), f"{doc}: {len(figures)} figures shown, notebook stores more"
         for src in figures:
