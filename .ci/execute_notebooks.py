@@ -27,6 +27,15 @@ def execute(path: Path) -> None:
     client.execute()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":  # one stream output per name, however the kernel chunked it
+            merged: list = []
+            for out in cell.outputs:
+                if merged and out.output_type == "stream" and merged[-1].output_type == "stream" \
+                        and merged[-1].name == out.name:  # fmt: skip
+                    merged[-1].text += out.text
+                else:
+                    merged.append(out)
+            cell.outputs = merged
     nbformat.write(nb, path)
     print(f"executed {path.relative_to(ROOT)}")
 

@@ -9,7 +9,7 @@ array([  0,  64,  96, 255], dtype=uint8)
 """
 
 from qlearn import datasets, integer, nn, observers, ptq
-from qlearn.metrics import max_abs_error, mse, sqnr_db
+from qlearn.metrics import error_split, max_abs_error, mse, sqnr_db
 from qlearn.primitives import dequantize, fake_quantize, quantize
 from qlearn.qparams import (
     FLOAT32_EPS,
@@ -46,6 +46,7 @@ __all__ = [
     "choose_qparams",
     "datasets",
     "dequantize",
+    "error_split",
     "fake_quantize",
     "integer",
     "max_abs_error",

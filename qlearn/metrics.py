@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qlearn._checks import as_float_array
+from qlearn.qparams import QParams
 
 
 def _pair(x: ArrayLike, x_hat: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -116,3 +117,54 @@ def sqnr_db(x: ArrayLike, x_hat: ArrayLike) -> float:
     if signal == 0.0:
         return float("-inf")
     return float(10.0 * np.log10(signal / noise))
+
+
+def error_split(x: ArrayLike, qp: QParams) -> tuple[float, float]:
+    """The MSE of fake-quantizing ``x`` with ``qp``, split into its rounding and clipping parts.
+
+    Parameters
+    ----------
+    x : array_like of float
+        The data; finite, not empty.
+    qp : QParams
+        Per-tensor parameters.
+
+    Returns
+    -------
+    tuple of float
+        ``(rounding, clipping)``: the squared errors of the values inside the
+        representable range ``[s(q_min − z), s(q_max − z)]`` and of those outside it, each
+        summed and divided by the total number of values, so that they add up to
+        ``mse(x, fake_quantize(x, qp))``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On bad data, or ``qp`` that is not per-tensor.
+
+    Notes
+    -----
+    .. math:: \\mathrm{MSE} = \\underbrace{\\frac{1}{n}\\sum_{x_i \\in [\\alpha, \\beta]} e_i^2}_{\\text{rounding}}
+              + \\underbrace{\\frac{1}{n}\\sum_{x_i \\notin [\\alpha, \\beta]} e_i^2}_{\\text{clipping}}
+
+    Shrinking the range lowers the rounding part (about :math:`s^2/12` per value inside)
+    and raises the clipping part: the trade-off every range strategy negotiates.
+
+    Examples
+    --------
+    >>> from qlearn import qparams_from_range
+    >>> qp = qparams_from_range(-1.0, 1.0, bits=8, symmetric=True)
+    >>> rounding, clipping = error_split([0.5, 0.25, 3.0], qp)
+    >>> round(clipping, 4)   # (3 - 1)^2 / 3
+    1.3333
+    """
+    from qlearn.primitives import fake_quantize
+
+    if not isinstance(qp, QParams) or qp.scale.ndim != 0:
+        raise ValueError(f"error_split needs per-tensor QParams; got {qp!r}")
+    a = as_float_array(x, "x").astype(np.float64)
+    s, z = float(qp.scale), int(qp.zero_point)
+    lo, hi = s * (qp.qmin - z), s * (qp.qmax - z)
+    err2 = np.square(a - fake_quantize(a, qp))
+    inside = (a >= lo) & (a <= hi)
+    return float(err2[inside].sum() / a.size), float(err2[~inside].sum() / a.size)

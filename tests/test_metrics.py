@@ -60,3 +60,20 @@ def test_inputs_not_mutated(rng):
     ql.mse(x, y), ql.sqnr_db(x, y), ql.max_abs_error(x, y)
     np.testing.assert_array_equal(x, xb)
     np.testing.assert_array_equal(y, yb)
+
+
+def test_error_split_adds_up_and_separates(rng):
+    x = rng.standard_normal(10_000)
+    for t in (1.0, 2.0, 4.5):
+        qp = ql.qparams_from_range(-t, t, bits=4, symmetric=True)
+        rounding, clipping = ql.error_split(x, qp)
+        assert rounding + clipping == pytest.approx(ql.mse(x, ql.fake_quantize(x, qp)))
+        lo, hi = float(qp.scale) * qp.qmin, float(qp.scale) * qp.qmax  # zero point 0: [-8s, 7s]
+        outside = (x < lo) | (x > hi)
+        # outside the range every value lands on an end of the grid: its error is the clipped distance
+        assert clipping == pytest.approx(np.sum((x[outside] - np.clip(x[outside], lo, hi)) ** 2) / x.size)
+        assert rounding <= float(qp.scale) ** 2 / 4  # each value inside is off by at most s/2
+    qp = ql.qparams_from_range(0.0, 1.0, bits=8)  # asymmetric: nothing below 0 is representable
+    assert ql.error_split([-1.0, 0.5], qp)[1] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="per-tensor"):
+        ql.error_split(np.ones((2, 2)), ql.choose_qparams(np.ones((2, 2)), axis=0))
