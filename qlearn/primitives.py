@@ -178,8 +178,8 @@ def quantize(x: ArrayLike, qp: QParams, *, method: str = "divide") -> NDArray[np
         else:  # fma: float32 x * inv is exact in float64, so one rounding to float32 is the fused op
             w = (np.multiply(xb, inv, dtype=np.float64) + zp_c).astype(np.float32)
             np.rint(w, out=w)
-        # clamp only when needed: two reductions over a cached block cost less than a clip,
-        # and they see NaN and inf (a comparison with NaN is False)
+        # two reductions over the cached block find values to clamp and also NaN and inf
+        # (a comparison with NaN is False); the clip runs only when something is out of range
         if not (w.min() >= qp.qmin and w.max() <= qp.qmax):
             if not np.isfinite(xb).all():
                 raise _NonFinite
