@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from qlearn._checks import as_float_array, as_int, check_axis, check_bits
 from qlearn.primitives import fake_quantize
-from qlearn.qparams import FLOAT32_EPS, PerAxis, PerTensor, QParams, qparams_from_range
+from qlearn.qparams import FLOAT32_EPS, Granularity, PerAxis, PerTensor, QParams, qparams_from_range
 
 __all__ = [
     "CrossEntropyObserver",
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 Range = tuple[Any, Any]
+_CANDIDATES = PerAxis(0)  # many candidate ranges scored at once: one "channel" each
 
 
 class Histogram:
@@ -188,24 +189,24 @@ class _Observer:
         """QParams for the chosen range, from :func:`qlearn.qparams_from_range`."""
         lo, hi = self.compute_range()
         axis = getattr(self, "axis", None)
-        return qparams_from_range(
-            lo,
-            hi,
-            self.bits,
-            self.symmetric,
-            signed=self.signed,
-            narrow=self.narrow,
-            half_range=self.half_range,
-            eps=self.eps,
-            granularity=PerTensor() if axis is None else PerAxis(axis),
-        )
+        return self._qparams_for(lo, hi, PerTensor() if axis is None else PerAxis(axis))
 
-    def _qparams_for(self, lo: NDArray[np.float64], hi: NDArray[np.float64]) -> QParams:
-        """QParams for many candidate ranges at once (one 'channel' per candidate)."""
+    def _qparams_for(self, lo: Any, hi: Any, granularity: Granularity = _CANDIDATES) -> QParams:
+        """QParams of a range with this observer's settings; by default many candidate ranges
+        at once, one 'channel' per candidate."""
         return qparams_from_range(
             lo, hi, self.bits, self.symmetric, signed=self.signed, narrow=self.narrow,
-            half_range=self.half_range, eps=self.eps, granularity=PerAxis(0),
+            half_range=self.half_range, eps=self.eps, granularity=granularity,
         )  # fmt: skip
+
+    def _shrinking_ranges(self, n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``n`` candidate ranges shrinking from the observed extremes towards 0:
+        ``[a·min, a·max]`` (symmetric: ``±a·max|x|``) for ``a = 1/n, 2/n, ..., 1``."""
+        a = np.arange(1, n + 1) / n
+        if self.symmetric:
+            m = max(-self.min_val_, self.max_val_)
+            return -a * m, a * m
+        return a * min(self.min_val_, 0.0), a * max(self.max_val_, 0.0)
 
     def _update(self, x: NDArray[np.floating[Any]]) -> None:
         raise NotImplementedError
@@ -402,11 +403,7 @@ class MSEObserver(_HistogramObserver):
     def candidates(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The candidate ranges ``(lo, hi)``, each of shape ``(n_candidates,)``."""
         self._require_data("candidates")
-        a = np.arange(1, self.n_candidates + 1) / self.n_candidates
-        if self.symmetric:
-            m = max(-self.min_val_, self.max_val_)
-            return -a * m, a * m
-        return a * min(self.min_val_, 0.0), a * max(self.max_val_, 0.0)
+        return self._shrinking_ranges(self.n_candidates)
 
     def _range(self) -> Range:
         lo, hi = self.candidates()
@@ -568,13 +565,11 @@ class CrossEntropyObserver(_Observer):
     def cross_entropies(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """Candidate ranges ``(lo, hi)`` and the mean cross-entropy of each."""
         self._require_data("cross_entropies")
-        a = np.arange(1, self.n_candidates + 1) / self.n_candidates
-        m = max(-self.min_val_, self.max_val_)
-        lo, hi = (-a * m, a * m) if self.symmetric else (a * min(self.min_val_, 0.0), a * max(self.max_val_, 0.0))
+        lo, hi = self._shrinking_ranges(self.n_candidates)
         p = _softmax(self.rows_)  # (rows, classes)
         qp = self._qparams_for(lo, hi)
-        grid = np.broadcast_to(self.rows_, (a.size, *self.rows_.shape))  # (candidates, rows, classes)
-        log_q = _log_softmax(fake_quantize(grid.reshape(a.size, -1), qp).reshape(grid.shape))
+        grid = np.broadcast_to(self.rows_, (lo.size, *self.rows_.shape))  # (candidates, rows, classes)
+        log_q = _log_softmax(fake_quantize(grid.reshape(lo.size, -1), qp).reshape(grid.shape))
         return lo, hi, -(p[None] * log_q).sum(axis=-1).mean(axis=-1)
 
     def _range(self) -> Range:
