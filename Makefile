@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test notebooks lint bench screenshot clean
+.PHONY: book test notebooks lint bench fuzz screenshot clean
 
 book: $(STAMP)                  ## build the site into _build/html, strictly (warnings are errors)
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -19,6 +19,9 @@ notebooks: $(STAMP)             ## re-execute the notebooks in place (after chan
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q ruff mypy
 	$(BIN)/ruff check qlearn tests benchmarks && $(BIN)/ruff format --check qlearn tests benchmarks && $(BIN)/mypy
+
+fuzz: $(STAMP)                  ## property tests randomized, thousands of examples each (HYPOTHESIS_PROFILE=fuzz)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:nbval -o addopts="-p no:cacheprovider" -q tests
 
 bench: $(STAMP)                 ## speed benchmark against PyTorch (installs the CPU build of torch)
 	$(BIN)/python -m pip install -q torch==2.13.0

@@ -168,3 +168,11 @@ def error_split(x: ArrayLike, qp: QParams) -> tuple[float, float]:
     err2 = np.square(a - fake_quantize(a, qp))
     inside = (a >= lo) & (a <= hi)
     return float(err2[inside].sum() / a.size), float(err2[~inside].sum() / a.size)
+
+
+__all__ = [
+    "error_split",
+    "max_abs_error",
+    "mse",
+    "sqnr_db",
+]

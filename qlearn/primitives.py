@@ -302,3 +302,10 @@ def fake_quantize(x: ArrayLike, qp: QParams, *, method: str = "divide") -> NDArr
     """
     arr = as_float_array(x, "x", check_finite=False)
     return dequantize(quantize(arr, qp, method=method), qp, dtype=arr.dtype)
+
+
+__all__ = [
+    "dequantize",
+    "fake_quantize",
+    "quantize",
+]

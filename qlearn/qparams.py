@@ -423,3 +423,16 @@ def choose_qparams(
         lo, hi = groups.min(axis=-1), groups.max(axis=-1)  # (..., n_groups)
         return qparams_from_range(lo, hi, bits, symmetric, granularity=PerGroup(gs), **kw)
     return qparams_from_range(arr.min(), arr.max(), bits, symmetric, **kw)
+
+
+__all__ = [
+    "FLOAT32_EPS",
+    "Granularity",
+    "PerAxis",
+    "PerGroup",
+    "PerTensor",
+    "QParams",
+    "choose_qparams",
+    "qparams_from_range",
+    "qrange",
+]

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -10,7 +12,17 @@ settings.register_profile(
     derandomize=True,
     database=None,
 )
-settings.load_profile("qlearn")
+# make fuzz: randomized (a new seed each run), thousands of examples per property
+settings.register_profile(
+    "fuzz",
+    deadline=None,
+    max_examples=3000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=False,
+    database=None,
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qlearn"))
 
 
 @pytest.fixture

@@ -1,8 +1,19 @@
 """The public API: every name in qlearn.__all__ exists, is documented with a runnable example."""
 
 import inspect
+import pkgutil
 
 import qlearn
+
+
+def public_modules():
+    """qlearn and every public submodule and subpackage (found by walking the package)."""
+    found = [qlearn]
+    for info in pkgutil.walk_packages(qlearn.__path__, "qlearn."):
+        if any(part.startswith("_") for part in info.name.split(".")) or info.name == "qlearn.plot":
+            continue
+        found.append(__import__(info.name, fromlist=["_"]))
+    return found
 
 
 def test_all_names_exist_and_are_sorted():
@@ -11,11 +22,12 @@ def test_all_names_exist_and_are_sorted():
         assert hasattr(qlearn, name), name
 
 
-PUBLIC = [(qlearn, name) for name in qlearn.__all__] + [
-    (module, n)
-    for module in (qlearn.datasets, qlearn.integer, qlearn.nn, qlearn.observers, qlearn.ptq)
-    for n in module.__all__
-]
+PUBLIC = [(module, n) for module in public_modules() for n in getattr(module, "__all__", [])]
+
+
+def test_every_public_module_declares_all():
+    for module in public_modules():
+        assert hasattr(module, "__all__"), f"{module.__name__} has no __all__"
 
 
 def test_public_callables_have_numpydoc_with_examples():

@@ -7,15 +7,14 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from test_api import public_modules
 
 import qlearn
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "\n".join(p.read_text() for p in sorted((ROOT / "book" / "api").glob("*.md")))
 DOCUMENTED = set(re.findall(r"\.\. auto(?:function|class):: (\w+)", API))
-MODULES = {"qlearn": qlearn} | {
-    f"qlearn.{name}": getattr(qlearn, name) for name in ("datasets", "integer", "nn", "observers", "ptq", "plot")
-}
+MODULES = {m.__name__: m for m in public_modules()} | {"qlearn.plot": qlearn.plot}
 
 
 def test_api_reference_covers_every_public_name():
