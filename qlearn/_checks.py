@@ -16,13 +16,23 @@ from numpy.typing import ArrayLike, NDArray
 MIN_BITS, MAX_BITS = 2, 16
 
 
+def as_array(x: Any, name: str) -> NDArray[Any]:
+    """``np.asarray(x)``, turning numpy's own errors (ragged lists, huge Python ints) into ours."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ValueError(
+            f"{name} must be a number or a rectangular array of numbers; got {type(x).__name__} ({err})"
+        ) from None
+
+
 def as_float_array(x: ArrayLike, name: str = "x", *, check_finite: bool = True) -> NDArray[np.floating]:
     """Return ``x`` as a non-empty real floating array (a view when possible).
 
     float16 is promoted to float32 and integers to float64, so arithmetic never
     overflows or loses the sign.
     """
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
     elif arr.dtype == np.float16:
@@ -47,6 +57,21 @@ def require_finite(arr: NDArray[np.floating], name: str, *, whole: NDArray[np.fl
         f"{name} must contain only finite numbers; got {int(bad.sum())} NaN or infinite "
         f"value(s), the first at index {first}"
     )
+
+
+def as_float32(arr: NDArray[np.floating], name: str) -> NDArray[np.float32]:
+    """``arr`` cast to float32, refusing values that overflow it (to ±inf) instead of warning."""
+    with np.errstate(over="ignore"):
+        out = arr.astype(np.float32)
+    require_finite(out, f"{name} (as float32)")
+    return out
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """Return ``value`` as a bool, refusing anything but True/False (and numpy bools)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r} of type {type(value).__name__}")
+    return bool(value)
 
 
 def as_int(value: Any, name: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from qlearn._checks import as_float_array, as_int
+from qlearn._checks import as_array, as_float_array, as_int
 from qlearn.qparams import _smallest_int_dtype
 
 __all__ = [
@@ -33,29 +33,99 @@ __all__ = [
 ]
 
 _I32 = np.iinfo(np.int32)
+_I64 = np.iinfo(np.int64)
+_F64_TINY = float(np.finfo(np.float64).tiny)
+ROUNDINGS = ("half_even", "gemmlowp")
+
+
+class _Int32Overflow(ValueError, OverflowError):
+    """A value that must fit in int32 does not (a ValueError, and an OverflowError for older callers)."""
 
 
 def _as_int_array(q: ArrayLike, name: str) -> NDArray[np.int64]:
-    arr = np.asarray(q)
+    """``q`` as int64, refusing non-integers and uint64 values that int64 cannot hold (no silent wrap)."""
+    arr = as_array(q, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integers; got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > _I64.max:
+        raise ValueError(f"{name} must hold integers that fit in int64; got a uint64 value {int(arr.max())}")
     return arr.astype(np.int64)
+
+
+def _require_int32(arr: NDArray[np.int64], name: str, what: str = "int32 values") -> None:
+    if arr.size and (int(arr.min()) < _I32.min or int(arr.max()) > _I32.max):
+        raise ValueError(
+            f"{name} must hold {what}, in [{_I32.min}, {_I32.max}]; got values in [{arr.min()}, {arr.max()}]"
+        )
+
+
+def _int32_scalar(value: Any, name: str) -> int:
+    v = as_int(value, name)
+    if not _I32.min <= v <= _I32.max:
+        raise ValueError(f"{name} must be an int32 integer, in [{_I32.min}, {_I32.max}]; got {v}")
+    return v
+
+
+def _broadcast_to_first(name: str, first: NDArray[Any], **others: NDArray[Any]) -> None:
+    """Raise ValueError unless every array in ``others`` broadcasts against ``first`` without enlarging it."""
+    try:
+        shape = np.broadcast_shapes(first.shape, *(a.shape for a in others.values()))
+    except ValueError:
+        shape = None
+    if shape != first.shape:
+        got = ", ".join(f"{k} shape {v.shape}" for k, v in others.items())
+        raise ValueError(
+            f"{got} must broadcast against {name} of shape {first.shape} (a scalar, or one value per "
+            f"channel along the last axis)"
+        )
 
 
 @dataclass(frozen=True)
 class FixedPoint:
     """A positive real multiplier stored as ``m0 · 2^-shift`` with an integer ``m0``.
 
+    Parameters
+    ----------
+    m0 : int or array_like of int
+        Integer mantissa, in ``[1, 2^31 - 1]`` (a non-negative int32, as in gemmlowp and
+        TFLite); :func:`fixed_point` gives ``[2^(bits-1), 2^bits)``.
+    shift : int or array_like of int
+        Right shift, in ``[1, 62]``; the shape of ``m0`` (or a scalar, broadcast).
+
     Attributes
     ----------
     m0 : ndarray of int64
-        Integer mantissa in ``[2^(bits-1), 2^bits)``.
+        Read-only.
     shift : ndarray of int64
-        Right shift, at least 1.
+        Read-only, the shape of ``m0``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``m0`` or ``shift`` are not integers, are out of range, or have shapes that differ.
     """
 
     m0: NDArray[np.int64]
     shift: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        m0, shift = _as_int_array(self.m0, "FixedPoint m0"), _as_int_array(self.shift, "FixedPoint shift")
+        if m0.size == 0:
+            raise ValueError("FixedPoint m0 must hold at least one mantissa; got an empty array")
+        if np.any(m0 < 1) or np.any(m0 > _I32.max):
+            raise ValueError(f"FixedPoint m0 must lie in [1, 2^31 - 1]; got values in [{m0.min()}, {m0.max()}]")
+        if np.any(shift < 1) or np.any(shift > 62):
+            raise ValueError(f"FixedPoint shift must lie in [1, 62]; got values in [{shift.min()}, {shift.max()}]")
+        if shift.shape != m0.shape:
+            if shift.ndim:
+                raise ValueError(
+                    f"FixedPoint shift must have the shape of m0 {m0.shape} or be a scalar; got shape {shift.shape}"
+                )
+            shift = np.full(m0.shape, shift, dtype=np.int64)
+        for arr in (m0, shift):
+            arr.setflags(write=False)
+        object.__setattr__(self, "m0", m0)
+        object.__setattr__(self, "shift", shift)
 
     def __repr__(self) -> str:
         if self.m0.ndim == 0:
@@ -87,7 +157,8 @@ def fixed_point(multiplier: ArrayLike, bits: int = 31) -> FixedPoint:
     ------
     TypeError, ValueError
         On a non-positive, non-finite or empty multiplier, ``bits`` outside [2, 31], or a
-        multiplier so large (``≥ 2^(bits-1)``) or so small that ``shift`` leaves ``[1, 62]``.
+        multiplier so large (``≥ 2^(bits-1)`` once rounded to ``bits`` bits, e.g. 1.75 at 2 bits
+        rounds to 2) or so small (``< 2^(bits-63)``) that ``shift`` leaves ``[1, 62]``.
 
     Notes
     -----
@@ -115,11 +186,12 @@ def fixed_point(multiplier: ArrayLike, bits: int = 31) -> FixedPoint:
     m0 = np.rint(np.ldexp(f, b)).astype(np.int64)  # in [2^(b-1), 2^b]
     carry = m0 == 2**b
     m0 = np.where(carry, 2 ** (b - 1), m0)
-    shift = (b - e - carry).astype(np.int64)
+    shift = b - e.astype(np.int64) - carry
     if np.any(shift < 1) or np.any(shift > 62):
         raise ValueError(
-            f"multiplier must lie in [2^-{62 - b}, 2^{b - 1}) to fit m0 · 2^-shift with shift in [1, 62]; "
-            f"got {multiplier!r}"
+            f"multiplier must lie in [2^-{63 - b}, 2^{b - 1}) once its mantissa is rounded to {b} bits, to fit "
+            f"m0 · 2^-shift with shift in [1, 62]; got {multiplier!r}, giving shift(s) in "
+            f"[{int(shift.min())}, {int(shift.max())}]"
         )
     return FixedPoint(m0=np.asarray(m0, dtype=np.int64), shift=np.asarray(shift, dtype=np.int64))
 
@@ -137,11 +209,13 @@ def rounding_right_shift(x: ArrayLike, shift: ArrayLike) -> NDArray[np.int64]:
     Returns
     -------
     ndarray of int64
+        The shape of ``x`` broadcast against ``shift``.
 
     Raises
     ------
     TypeError, ValueError
-        On non-integer input or a shift outside [1, 62].
+        On non-integer input, values outside int64, a shift outside [1, 62], or shapes
+        that do not broadcast.
 
     Notes
     -----
@@ -157,18 +231,65 @@ def rounding_right_shift(x: ArrayLike, shift: ArrayLike) -> NDArray[np.int64]:
     """
     xi = _as_int_array(x, "x")
     n = _as_int_array(shift, "shift")
-    if np.any(n < 1) or np.any(n > 62):
+    if n.size == 0 or np.any(n < 1) or np.any(n > 62):
         raise ValueError(f"shift must be in [1, 62]; got {shift!r}")
+    try:
+        np.broadcast_shapes(xi.shape, n.shape)
+    except ValueError:
+        raise ValueError(f"shift of shape {n.shape} must broadcast against x of shape {xi.shape}") from None
     floor = np.right_shift(xi, n)
-    rem = xi - np.left_shift(floor, n)  # in [0, 2^n)
+    rem = xi - np.left_shift(floor, n)  # in [0, 2^n); floor · 2^n >= -2^63, so no wrap
     half = np.left_shift(np.int64(1), n - 1)
     up = (rem > half) | ((rem == half) & (floor % 2 == 1))
     result: NDArray[np.int64] = floor + up
     return result
 
 
+def _doubling_high_mul(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int32 values held in int64.
+
+    The high 32 bits of ``2ab``, i.e. ``ab / 2^31`` rounded to nearest: the nudge ``2^30``
+    (``1 - 2^30`` for a negative product) and a division that truncates toward zero, as C's
+    ``/``, which sends a tie toward +inf for either sign; the one product that overflows,
+    ``INT32_MIN · INT32_MIN``, saturates to ``INT32_MAX``.
+    """
+    ab = a * b  # |ab| <= 2^62: exact in int64
+    nudged = ab + np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))  # truncate toward zero
+    out: NDArray[np.int64] = np.where((a == _I32.min) & (b == _I32.min), np.int64(_I32.max), high)
+    return out
+
+
+def _divide_by_pot(x: NDArray[np.int64], exponent: NDArray[np.int64]) -> NDArray[np.int64]:
+    """gemmlowp's RoundingDivideByPOT: ``x / 2^exponent`` rounded half away from zero, exponent in [0, 31]."""
+    mask = np.left_shift(np.int64(1), exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    out: NDArray[np.int64] = (x >> exponent) + (remainder > threshold)
+    return out
+
+
+def _gemmlowp_multiply(acc: NDArray[np.int64], m0: NDArray[np.int64], shift: NDArray[np.int64]) -> NDArray[np.int64]:
+    """TFLite's MultiplyByQuantizedMultiplier with ``m0 · 2^-shift`` = ``m0 · 2^-31 · 2^(31 - shift)``."""
+    tfl_shift = 31 - shift  # TFLite's exponent: > 0 shifts left before the high multiply
+    left, right = np.maximum(tfl_shift, 0), np.maximum(-tfl_shift, 0)
+    shifted = np.left_shift(acc, left)  # |acc| < 2^31 and left <= 30: exact in int64
+    if shifted.size and (int(shifted.min()) < _I32.min or int(shifted.max()) > _I32.max):
+        raise _Int32Overflow(
+            "gemmlowp rounding needs acc · 2^(31 - shift) to fit in int32 when shift < 31 (TFLite's left "
+            f"shift); got values in [{shifted.min()}, {shifted.max()}]"
+        )
+    return _divide_by_pot(_doubling_high_mul(shifted, m0), right)
+
+
 def requantize(
-    acc: ArrayLike, multiplier: FixedPoint, zero_point: ArrayLike, qmin: int, qmax: int
+    acc: ArrayLike,
+    multiplier: FixedPoint,
+    zero_point: ArrayLike,
+    qmin: int,
+    qmax: int,
+    *,
+    rounding: str = "half_even",
 ) -> NDArray[np.integer[Any]]:
     """Rescale int32 accumulators to output codes: ``clamp(round(acc · m0 / 2^shift) + z, qmin, qmax)``.
 
@@ -180,9 +301,16 @@ def requantize(
         The real factor ``M = s_x s_w / s_y`` as produced by :func:`fixed_point`; a vector
         applies per output channel (the last axis of ``acc``).
     zero_point : int or array_like of int
-        Output zero point(s).
+        Output zero point(s), within int32.
     qmin, qmax : int
-        Output integer range.
+        Output integer range, inside int32.
+    rounding : {"half_even", "gemmlowp"}, default "half_even"
+        ``"half_even"``: the exact product ``acc · m0`` (int64) divided by ``2^shift`` with
+        one rounding, half to even (as ``np.rint``; see :func:`rounding_right_shift`).
+        ``"gemmlowp"``: TFLite's default integer kernels (``MultiplyByQuantizedMultiplier``),
+        two roundings: gemmlowp's ``SaturatingRoundingDoublingHighMul`` (``acc · m0 / 2^31`` to
+        nearest, ties toward +inf) then ``RoundingDivideByPOT`` (by ``2^(shift - 31)``, to
+        nearest, ties away from zero).
 
     Returns
     -------
@@ -192,32 +320,50 @@ def requantize(
     Raises
     ------
     TypeError, ValueError
-        On non-integer accumulators, accumulators outside int32, or a bad range.
+        On non-integer accumulators, accumulators or zero points outside int32, a bad
+        range, an unknown ``rounding``, or shapes that do not broadcast against ``acc``.
 
     Notes
     -----
     .. math:: q_y = \\operatorname{clamp}\\left(\\left\\lfloor \\frac{\\mathrm{acc} \\cdot m_0}{2^{n}}
               \\right\\rceil + z_y,\\; q_{min},\\; q_{max}\\right)
 
-    :math:`|\\mathrm{acc}| < 2^{31}` and :math:`m_0 < 2^{31}`, so the product fits in int64.
+    :math:`|\\mathrm{acc}| \\le 2^{31}` and :math:`m_0 < 2^{31}`, so the product fits in int64.
+    gemmlowp instead rounds twice: TFLite stores :math:`M = m_0 \\cdot 2^{-31} \\cdot 2^{31 - n}`,
+    first takes :math:`h = \\operatorname{round}(\\mathrm{acc} \\cdot m_0 / 2^{31})`, then
+    :math:`\\operatorname{round}(h / 2^{n - 31})` (for :math:`n < 31` it shifts ``acc`` left by
+    :math:`31 - n` first). The two modes differ by one code in two cases: at an exact tie of
+    :math:`\\mathrm{acc} \\cdot M` (half to even against away from zero), and, far more often,
+    when :math:`\\mathrm{acc} \\cdot M` lies within :math:`2^{-(n - 30)}` of a half-integer on its
+    side nearer zero: the first rounding lands :math:`h` on the tie and the second rounds it away
+    from zero. For accumulators spread evenly that is about one in :math:`2^{n - 30}` (one in
+    1,024 for :math:`n = 40`).
 
     Examples
     --------
     >>> fp = fixed_point(0.25)
     >>> requantize([-1000, -6, 2, 6, 1000], fp, zero_point=10, qmin=0, qmax=255)
     array([  0,   8,  10,  12, 255], dtype=uint8)
+    >>> requantize([-6, 2, 6], fp, zero_point=10, qmin=0, qmax=255, rounding="gemmlowp")  # -1.5, 0.5: ties away from 0
+    array([ 8, 11, 12], dtype=uint8)
     """
     a = _as_int_array(acc, "acc")
-    if a.size and (a.min() < _I32.min or a.max() > _I32.max):
-        raise ValueError(f"acc must hold int32 accumulators; got values in [{a.min()}, {a.max()}]")
+    _require_int32(a, "acc", "int32 accumulators")
     if not isinstance(multiplier, FixedPoint):
         raise TypeError(f"multiplier must be a FixedPoint (see fixed_point); got {type(multiplier).__name__}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(map(repr, ROUNDINGS))}; got {rounding!r}")
     lo, hi = as_int(qmin, "qmin"), as_int(qmax, "qmax")
-    if not lo < hi:
-        raise ValueError(f"qmin < qmax is required; got qmin={lo}, qmax={hi}")
+    if not _I32.min <= lo < hi <= _I32.max:
+        raise ValueError(f"qmin < qmax inside the int32 range is required; got qmin={lo}, qmax={hi}")
     z = _as_int_array(zero_point, "zero_point")
-    y = rounding_right_shift(a * multiplier.m0, multiplier.shift) + z
-    codes: NDArray[np.integer[Any]] = np.clip(y, lo, hi).astype(_smallest_int_dtype(lo, hi))
+    _require_int32(z, "zero_point")
+    _broadcast_to_first("acc", a, multiplier=multiplier.m0, zero_point=z)
+    if rounding == "half_even":
+        scaled = rounding_right_shift(a * multiplier.m0, multiplier.shift)
+    else:
+        scaled = _gemmlowp_multiply(a, multiplier.m0, multiplier.shift)
+    codes: NDArray[np.integer[Any]] = np.clip(scaled + z, lo, hi).astype(_smallest_int_dtype(lo, hi))
     return codes
 
 
@@ -245,9 +391,9 @@ def quantized_matmul(qa: ArrayLike, za: int, qb: ArrayLike, zb: ArrayLike = 0) -
     TypeError
         On non-integer operands.
     ValueError
-        On shapes that do not chain (``(M, K) @ (K, N)``).
-    OverflowError
-        If an accumulator does not fit in int32.
+        On empty operands, shapes that do not chain (``(M, K) @ (K, N)``), a ``zb`` that is
+        neither a scalar nor one per column, or an accumulator that does not fit in int32
+        (that error is also an ``OverflowError``).
 
     Notes
     -----
@@ -272,15 +418,30 @@ def quantized_matmul(qa: ArrayLike, za: int, qb: ArrayLike, zb: ArrayLike = 0) -
     a, b = _as_int_array(qa, "qa"), _as_int_array(qb, "qb")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"qa and qb must have shapes (M, K) and (K, N); got {a.shape} and {b.shape}")
-    za_i = np.int64(as_int(za, "za"))
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"qa and qb must not be empty; got shapes {a.shape} and {b.shape}")
+    za_i = np.int64(_int32_scalar(za, "za"))
     zb_i = _as_int_array(zb, "zb")  # () or (N,)
+    _require_int32(zb_i, "zb")
+    if zb_i.shape not in ((), (b.shape[1],)):
+        raise ValueError(f"zb must be a scalar or have shape ({b.shape[1]},), one per column of qb; got {zb_i.shape}")
     k = a.shape[1]
+    # every partial sum is bounded by K (max|qa| + |za|)(max|qb| + max|zb|): if that leaves int64,
+    # compute with Python integers (exact, slow) rather than let int64 wrap
+    bound = k * (int(np.abs(a).max()) + abs(int(za_i))) * (int(np.abs(b).max()) + int(np.abs(zb_i).max()))
+    if bound > _I64.max:
+        exact = (a.astype(object) - int(za_i)) @ (b.astype(object) - zb_i.astype(object))  # (M, N)
+        lo, hi = min(exact.flat), max(exact.flat)
+        if lo < _I32.min or hi > _I32.max:
+            raise _Int32Overflow(f"an accumulator leaves int32: values in [{lo}, {hi}]")
+        result: NDArray[np.int32] = exact.astype(np.int32)
+        return result
     acc = a @ b  # (M, N)  sum_k qa * qb
     acc -= zb_i * a.sum(axis=1, keepdims=True)  # (M, 1) * zb: one row sum per activation row
     acc -= za_i * b.sum(axis=0)  # (N,): precomputable from the weights
     acc += k * za_i * zb_i  # (N,) or (): precomputable
-    if acc.size and (acc.min() < _I32.min or acc.max() > _I32.max):
-        raise OverflowError(f"an accumulator leaves int32: values in [{acc.min()}, {acc.max()}]")
+    if acc.min() < _I32.min or acc.max() > _I32.max:
+        raise _Int32Overflow(f"an accumulator leaves int32: values in [{acc.min()}, {acc.max()}]")
     return acc.astype(np.int32)
 
 
@@ -306,7 +467,8 @@ def quantize_bias(bias: ArrayLike, scale_x: ArrayLike, scale_w: ArrayLike) -> ND
     Raises
     ------
     TypeError, ValueError
-        On non-finite input, non-positive scales, or a bias too large for int32 at that scale.
+        On non-finite or empty input, non-positive scales, a product ``s_x·s_w`` that is not a
+        finite normal float64, mismatched shapes, or a bias too large for int32 at that scale.
 
     Notes
     -----
@@ -320,12 +482,26 @@ def quantize_bias(bias: ArrayLike, scale_x: ArrayLike, scale_w: ArrayLike) -> ND
     b = as_float_array(bias, "bias").astype(np.float64)
     sx = as_float_array(scale_x, "scale_x").astype(np.float64)
     sw = as_float_array(scale_w, "scale_w").astype(np.float64)
-    if np.any(sx <= 0) or np.any(sw <= 0):
-        raise ValueError(f"scales must be positive; got scale_x={scale_x!r}, scale_w={scale_w!r}")
-    q = np.rint(b / (sx * sw))
-    if np.any(np.abs(q) > _I32.max):
+    if sx.ndim != 0:
+        raise ValueError(f"scale_x must be a scalar (one input scale); got shape {sx.shape}")
+    if b.ndim != 1 or sw.shape not in ((), b.shape):
         raise ValueError(
-            f"the bias does not fit in int32 at scale s_x·s_w; largest |bias / scale| is {np.abs(q).max():.3g}"
+            f"bias must be 1-d and scale_w a scalar or of the shape of bias; got shapes {b.shape} and {sw.shape}"
+        )
+    with np.errstate(over="ignore", under="ignore"):
+        unit = sx * sw  # the accumulator's unit s_x s_w (checked next)
+    if np.any(sx <= 0) or np.any(sw <= 0) or not np.all(np.isfinite(unit)) or np.any(unit < _F64_TINY):
+        raise ValueError(
+            "scales must be positive and their product s_x·s_w a finite normal float64; "
+            f"got scale_x={scale_x!r}, scale_w={scale_w!r}"
+        )
+    with np.errstate(over="ignore"):
+        ratio = b / unit
+    q = np.rint(ratio)
+    if not np.all(np.abs(q) <= _I32.max):
+        raise ValueError(
+            f"the bias does not fit in int32 at scale s_x·s_w: |bias / (s_x·s_w)| must be at most {_I32.max}; "
+            f"largest is {np.abs(ratio).max():.3g}"
         )
     return q.astype(np.int32)
 
@@ -350,6 +526,15 @@ class QuantizedLinear:
         Output zero point and range.
     relu : bool
         Apply ReLU, which in codes is ``max(q_y, z_y)``.
+    rounding : {"half_even", "gemmlowp"}, default "half_even"
+        Rounding of the requantization (see :func:`requantize`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a field has the wrong type or a value the integer path cannot run: weights not
+        ``(in, out)`` integers, a bias or per-channel multiplier not one per output, values
+        outside int32, or an output zero point outside ``[qmin_y, qmax_y]``.
     """
 
     q_w: NDArray[np.integer[Any]]
@@ -360,6 +545,36 @@ class QuantizedLinear:
     qmin_y: int
     qmax_y: int
     relu: bool = False
+    rounding: str = "half_even"
+
+    def __post_init__(self) -> None:
+        q_w, q_b = _as_int_array(self.q_w, "q_w"), _as_int_array(self.q_b, "q_b")
+        if q_w.ndim != 2 or q_w.size == 0:
+            raise ValueError(f"q_w must be a non-empty 2-d array of shape (in, out); got shape {q_w.shape}")
+        n_out = q_w.shape[1]
+        if q_b.shape != (n_out,):
+            raise ValueError(f"q_b must have shape ({n_out},), one bias per output; got shape {q_b.shape}")
+        _require_int32(q_w, "q_w")
+        _require_int32(q_b, "q_b")
+        if not isinstance(self.multiplier, FixedPoint):
+            raise TypeError(f"multiplier must be a FixedPoint (see fixed_point); got {type(self.multiplier).__name__}")
+        if self.multiplier.m0.shape not in ((), (n_out,)):
+            raise ValueError(
+                f"multiplier must be a scalar or have shape ({n_out},); got shape {self.multiplier.m0.shape}"
+            )
+        ints = {name: _int32_scalar(getattr(self, name), name) for name in ("z_x", "z_y", "qmin_y", "qmax_y")}
+        if not ints["qmin_y"] <= ints["z_y"] <= ints["qmax_y"] or ints["qmin_y"] == ints["qmax_y"]:
+            raise ValueError(
+                f"qmin_y < qmax_y and z_y in [qmin_y, qmax_y] are required; got qmin_y={ints['qmin_y']}, "
+                f"qmax_y={ints['qmax_y']}, z_y={ints['z_y']}"
+            )
+        if not isinstance(self.relu, bool | np.bool_):
+            raise TypeError(f"relu must be True or False; got {self.relu!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {', '.join(map(repr, ROUNDINGS))}; got {self.rounding!r}")
+        for name, value in ints.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "relu", bool(self.relu))
 
     def forward(self, q_x: ArrayLike) -> NDArray[np.integer[Any]]:
         """Output codes for input codes ``q_x`` of shape (batch, in); no float arithmetic.
@@ -373,7 +588,7 @@ class QuantizedLinear:
                [0]], dtype=int8)
         """
         acc = quantized_matmul(q_x, self.z_x, self.q_w).astype(np.int64) + self.q_b  # (batch, out)
-        if acc.size and (acc.min() < _I32.min or acc.max() > _I32.max):
-            raise OverflowError(f"an accumulator plus bias leaves int32: values in [{acc.min()}, {acc.max()}]")
-        q_y = requantize(acc, self.multiplier, self.z_y, self.qmin_y, self.qmax_y)
+        if acc.min() < _I32.min or acc.max() > _I32.max:
+            raise _Int32Overflow(f"an accumulator plus bias leaves int32: values in [{acc.min()}, {acc.max()}]")
+        q_y = requantize(acc, self.multiplier, self.z_y, self.qmin_y, self.qmax_y, rounding=self.rounding)
         return np.maximum(q_y, np.asarray(self.z_y, q_y.dtype)) if self.relu else q_y

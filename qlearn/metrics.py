@@ -17,6 +17,23 @@ def _pair(x: ArrayLike, x_hat: ArrayLike) -> tuple[NDArray[np.float64], NDArray[
     return a, b
 
 
+def _difference(a: NDArray[np.float64], b: NDArray[np.float64]) -> tuple[NDArray[np.float64], float]:
+    """``(d, c)`` with ``a - b = c · d`` and ``d`` finite: ``c = 1`` unless ``a - b`` overflows float64, then 2."""
+    with np.errstate(over="ignore"):
+        d = a - b
+    if np.all(np.isfinite(d)):
+        return d, 1.0
+    return a * 0.5 - b * 0.5, 2.0  # halving is exact for normal numbers, and the difference now fits
+
+
+def _log10_sum_squares(v: NDArray[np.float64]) -> float:
+    """``log10(sum(v^2))`` without under- or overflow: scaled by ``m = max|v|`` before squaring."""
+    m = float(np.max(np.abs(v)))
+    if m == 0.0:
+        return float("-inf")
+    return float(np.log10(np.sum(np.square(v / m)))) + 2.0 * float(np.log10(m))
+
+
 def mse(x: ArrayLike, x_hat: ArrayLike) -> float:
     """Mean squared error between ``x`` and its approximation ``x_hat``.
 
@@ -44,7 +61,12 @@ def mse(x: ArrayLike, x_hat: ArrayLike) -> float:
     0.4166666666666667
     """
     a, b = _pair(x, x_hat)
-    return float(np.mean(np.square(a - b)))
+    d, c = _difference(a, b)
+    m = float(np.max(np.abs(d)))
+    if m == 0.0:
+        return 0.0
+    with np.errstate(over="ignore"):  # only a mean square beyond float64's range gives inf
+        return float(np.mean(np.square(d / m)) * m * m * (c * c))
 
 
 def max_abs_error(x: ArrayLike, x_hat: ArrayLike) -> float:
@@ -74,7 +96,9 @@ def max_abs_error(x: ArrayLike, x_hat: ArrayLike) -> float:
     1.0
     """
     a, b = _pair(x, x_hat)
-    return float(np.max(np.abs(a - b)))
+    d, c = _difference(a, b)
+    with np.errstate(over="ignore"):  # inf only if the true difference exceeds float64's range
+        return float(np.max(np.abs(d)) * c)
 
 
 def sqnr_db(x: ArrayLike, x_hat: ArrayLike) -> float:
@@ -102,6 +126,10 @@ def sqnr_db(x: ArrayLike, x_hat: ArrayLike) -> float:
     -----
     .. math:: \\mathrm{SQNR} = 10 \\log_{10} \\frac{\\sum_i x_i^2}{\\sum_i (x_i - \\hat{x}_i)^2}
 
+    Each sum is computed as :math:`m^2 \\sum_i (v_i / m)^2` with :math:`m = \\max_i |v_i|`, and
+    the logarithms are added, so neither under- nor overflows (e.g. for magnitudes of
+    :math:`10^{-200}` or :math:`10^{200}`, whose squares leave float64).
+
     For a uniform quantizer over a full-scale uniform signal this grows by
     :math:`20 \\log_{10} 2 \\approx 6.02` dB per bit.
 
@@ -111,12 +139,14 @@ def sqnr_db(x: ArrayLike, x_hat: ArrayLike) -> float:
     20.0
     """
     a, b = _pair(x, x_hat)
-    signal, noise = float(np.sum(np.square(a))), float(np.sum(np.square(a - b)))
-    if noise == 0.0:
+    d, c = _difference(a, b)
+    log_noise = _log10_sum_squares(d) + 2.0 * float(np.log10(c))
+    if log_noise == float("-inf"):
         return float("inf")
-    if signal == 0.0:
+    log_signal = _log10_sum_squares(a)
+    if log_signal == float("-inf"):
         return float("-inf")
-    return float(10.0 * np.log10(signal / noise))
+    return 10.0 * (log_signal - log_noise)
 
 
 def error_split(x: ArrayLike, qp: QParams) -> tuple[float, float]:

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from qlearn._checks import as_float_array, as_int, check_axis, check_bits, require_finite
+from qlearn._checks import as_array, as_float32, as_float_array, as_int, check_axis, check_bits, check_flag
 
 #: Smallest scale ``choose_qparams`` returns by default: float32 machine epsilon, as in
 #: PyTorch's observers. It keeps an all-zero tensor from getting a scale of 0.
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 _TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32: 1/scale stays finite
+_F32_MAX = float(np.finfo(np.float32).max)
 _INT32 = np.iinfo(np.int32)
 
 
@@ -85,9 +86,7 @@ def qrange(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
     (0, 15)
     """
     bits = check_bits(bits)
-    for name, flag in (("signed", signed), ("narrow", narrow)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False; got {flag!r} of type {type(flag).__name__}")
+    signed, narrow = check_flag(signed, "signed"), check_flag(narrow, "narrow")
     qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     return (qmin + 1 if narrow else qmin), qmax
 
@@ -97,7 +96,7 @@ def _smallest_int_dtype(qmin: int, qmax: int) -> np.dtype[Any]:
         info = np.iinfo(dt)
         if info.min <= qmin and qmax <= info.max:
             return np.dtype(dt)
-    raise AssertionError("unreachable: QParams keeps [qmin, qmax] inside int32")
+    raise ValueError(f"[qmin, qmax] must lie inside the int32 range; got [{qmin}, {qmax}]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,10 +143,18 @@ class QParams:
         qmin, qmax = as_int(self.qmin, "qmin"), as_int(self.qmax, "qmax")
         if not (_INT32.min <= qmin < qmax <= _INT32.max):
             raise ValueError(f"qmin < qmax inside the int32 range is required; got qmin={qmin}, qmax={qmax}")
-        scale = np.array(self.scale, dtype=np.float64)  # a copy: the caller's array is never aliased
-        if scale.dtype.kind != "f" or not np.all(np.isfinite(scale)) or not np.all(scale >= _TINY):
-            raise ValueError(f"scale must be finite and at least {_TINY:.3g} (a normal float32); got {self.scale!r}")
-        zp_in = np.asarray(self.zero_point)
+        scale_in = as_array(self.scale, "scale")
+        if scale_in.dtype.kind not in "iuf":
+            raise TypeError(f"scale must hold real numbers (a float or integer dtype); got dtype {scale_in.dtype}")
+        with np.errstate(over="ignore"):
+            scale32 = scale_in.astype(np.float32)  # a copy: the caller's array is never aliased
+        if scale32.size == 0 or not np.all(np.isfinite(scale32)) or not np.all(scale32 >= _TINY):
+            raise ValueError(
+                f"scale must be finite and at least {_TINY:.3g} (a normal float32) after rounding to float32, "
+                f"at most {float(np.finfo(np.float32).max):.4g}; got {self.scale!r}"
+            )
+        scale = scale32.astype(np.float64)
+        zp_in = as_array(self.zero_point, "zero_point")
         if zp_in.dtype.kind not in "iuf" or not np.all(np.isfinite(zp_in)) or not np.all(zp_in == np.round(zp_in)):
             raise TypeError(f"zero_point must hold integers; got {self.zero_point!r}")
         if np.any(zp_in < qmin) or np.any(zp_in > qmax):
@@ -172,7 +179,6 @@ class QParams:
             raise TypeError(f"granularity must be PerTensor(), PerAxis(axis) or PerGroup(group_size); got {g!r}")
         if not ok:
             raise ValueError(f"{type(g).__name__} needs scale to be {want}; got shape {scale.shape}")
-        scale32 = scale.astype(np.float32)
         for arr in (scale32, zero_point):
             arr.setflags(write=False)
         object.__setattr__(self, "scale", scale32)
@@ -297,18 +303,18 @@ def qparams_from_range(
     (0.023622, 0, (-128, 127))
     """
     bits = check_bits(bits)
-    if not isinstance(symmetric, (bool, np.bool_)):
-        raise TypeError(f"symmetric must be True or False; got {symmetric!r}")
-    signed = bool(symmetric) if signed is None else signed
+    symmetric = check_flag(symmetric, "symmetric")
+    signed = symmetric if signed is None else check_flag(signed, "signed")
     qmin, qmax = qrange(bits, signed, narrow)
-    if half_range and not symmetric:
+    if check_flag(half_range, "half_range") and not symmetric:
         raise ValueError("half_range applies to symmetric quantization only; got symmetric=False, half_range=True")
-    if isinstance(eps, bool) or not isinstance(eps, (float, int, np.floating)) or not _TINY <= eps < np.inf:
-        raise ValueError(f"eps must be a finite float of at least {_TINY:.3g}; got {eps!r}")
-    lo32 = as_float_array(lo, "lo").astype(np.float32)
-    hi32 = as_float_array(hi, "hi").astype(np.float32)
-    require_finite(lo32, "lo (as float32)")
-    require_finite(hi32, "hi (as float32)")
+    if isinstance(eps, bool) or not isinstance(eps, (float, int, np.floating, np.integer)):
+        raise TypeError(f"eps must be a float; got {eps!r} of type {type(eps).__name__}")
+    eps_value = int(eps) if isinstance(eps, (int, np.integer)) else float(eps)  # a huge int stays exact
+    if not _TINY <= eps_value <= _F32_MAX:  # False for NaN
+        raise ValueError(f"eps must be a float in [{_TINY:.3g}, {_F32_MAX:.4g}] (a normal float32); got {eps!r}")
+    lo32 = as_float32(as_float_array(lo, "lo"), "lo")
+    hi32 = as_float32(as_float_array(hi, "hi"), "hi")
     if lo32.shape != hi32.shape:
         raise ValueError(f"lo and hi must have the same shape; got {lo32.shape} and {hi32.shape}")
     if np.any(lo32 > hi32):

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import qlearn as ql
@@ -77,3 +77,68 @@ def test_error_split_adds_up_and_separates(rng):
     assert ql.error_split([-1.0, 0.5], qp)[1] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="per-tensor"):
         ql.error_split(np.ones((2, 2)), ql.choose_qparams(np.ones((2, 2)), axis=0))
+
+
+# --- magnitudes whose squares leave float64 ---------------------------------------------------
+def exact_sqnr_db(x, x_hat):
+    """10 log10(sum x^2 / sum (x - x_hat)^2) from the floats' exact rational values."""
+    from fractions import Fraction
+
+    signal = sum(Fraction(float(a)) ** 2 for a in x)
+    noise = sum((Fraction(float(a)) - Fraction(float(b))) ** 2 for a, b in zip(x, x_hat, strict=True))
+    log10 = lambda fr: math.log10(fr.numerator) - math.log10(fr.denominator)  # noqa: E731  exact for huge ints
+    return 10 * (log10(signal) - log10(noise))
+
+
+@pytest.mark.parametrize("magnitude", [1e-30, 1e30, 1e-160, 1e160, 1e-300, 1e300, 5e-324 * 2**20])
+def test_sqnr_is_exact_at_any_magnitude(magnitude):
+    x, x_hat = np.array([1.0, -1.0]), np.array([0.9, -1.1])
+    assert ql.sqnr_db(x, x_hat) == pytest.approx(20.0, abs=1e-12)
+    xs, xs_hat = x * magnitude, x_hat * magnitude  # squares under- or overflow float64 for most of these
+    assert ql.sqnr_db(xs, xs_hat) == pytest.approx(exact_sqnr_db(xs, xs_hat), abs=1e-9)
+    if magnitude > 1e-300:  # (subnormal inputs are themselves rounded coarsely)
+        assert ql.sqnr_db(xs, xs_hat) == pytest.approx(20.0, abs=1e-9)
+
+
+def test_sqnr_golden_exact_against_fractions():
+    from fractions import Fraction
+
+    x, x_hat = [1.0, 2.0, 3.0, 4.0], [1.0, 2.5, 2.0, 4.0]
+    signal = sum(Fraction(a) ** 2 for a in x)
+    noise = sum((Fraction(a) - Fraction(b)) ** 2 for a, b in zip(x, x_hat, strict=True))
+    assert ql.sqnr_db(x, x_hat) == pytest.approx(10 * math.log10(signal / noise), rel=1e-15)
+    assert ql.sqnr_db([3.0, 4.0], [3.0, 4.0 + 2.0**-40]) == pytest.approx(10 * math.log10(25 * 2.0**80), rel=1e-15)
+
+
+def test_differences_that_overflow_float64():
+    big = np.finfo(np.float64).max
+    assert ql.sqnr_db([big, big], [-big, -big]) == pytest.approx(10 * math.log10(1 / 4))  # noise = (2x)^2
+    assert ql.max_abs_error([big], [-big]) == math.inf  # 2 * max is beyond float64: the correct rounding
+    assert ql.mse([1e200], [-1e200]) == math.inf
+    assert ql.mse([1e-200], [0.0]) == 0.0  # 1e-400 underflows, no warning
+    assert ql.mse([1e150], [0.0]) == pytest.approx(1e300)
+
+
+@given(
+    values=st.lists(st.floats(-1e3, 1e3).filter(lambda v: v != 0), min_size=1, max_size=20),
+    exponent=st.integers(-300, 300),
+)
+def test_sqnr_against_exact_rational_oracle(values, exponent):
+    x = np.array(values) * 10.0**exponent
+    x_hat = x * 0.75 + 10.0**exponent * 0.125
+    assume(np.all(np.isfinite(x)) and np.all(x != 0) and np.any(x != x_hat))
+    assert ql.sqnr_db(x, x_hat) == pytest.approx(exact_sqnr_db(x, x_hat), abs=1e-9)
+
+
+def test_shape_mismatch_names_both_shapes_not_numpy_broadcasting():
+    for fn in (ql.mse, ql.sqnr_db, ql.max_abs_error):
+        with pytest.raises(ValueError, match=r"same shape; got \(2, 3\) and \(3,\)"):
+            fn(np.ones((2, 3)), np.ones(3))  # broadcastable, still refused
+        with pytest.raises(ValueError, match="rectangular array"):
+            fn([[1.0, 2.0], [3.0]], [1.0])
+
+
+@pytest.mark.parametrize("bad", [None, "qp", 0.5, object()])
+def test_error_split_refuses_non_qparams_with_a_value_error(bad):
+    with pytest.raises(ValueError, match="per-tensor QParams"):
+        ql.error_split([1.0], bad)

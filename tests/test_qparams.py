@@ -339,3 +339,84 @@ def test_integer_and_float16_data_are_accepted():
     assert ql.choose_qparams([0, 255]) == ql.choose_qparams(np.array([0.0, 255.0]))
     qp = ql.choose_qparams(np.array([-1, 1], dtype=np.float16), symmetric=True)
     assert math.isclose(float(qp.scale), 1 / 127, rel_tol=1e-6)
+
+
+# --- QParams and the flags refuse what they cannot represent ---------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"scale": 1e39}, ValueError, "after rounding to float32"),  # finite in float64, inf in float32
+        ({"scale": [0.5, 1e39], "granularity": PerAxis(0)}, ValueError, "after rounding to float32"),
+        ({"scale": 1e-46}, ValueError, "at least"),  # rounds to 0 in float32
+        ({"scale": "0.5"}, TypeError, "scale must hold real numbers"),
+        ({"scale": True}, TypeError, "scale must hold real numbers"),
+        ({"scale": 1 + 0j}, TypeError, "scale must hold real numbers"),
+        ({"scale": None}, TypeError, "scale must hold real numbers"),
+        ({"scale": [[0.5], [0.5, 0.5]]}, ValueError, "rectangular"),
+        ({"scale": 10**400}, TypeError, "scale must hold real numbers"),
+        ({"zero_point": "3"}, TypeError, "zero_point must hold integers"),
+        ({"zero_point": True}, TypeError, "zero_point must hold integers"),
+        ({"zero_point": np.nan}, TypeError, "zero_point must hold integers"),
+        ({"qmin": True}, TypeError, "qmin must be an integer"),
+        ({"qmin": -(2**31) - 1}, ValueError, "int32"),
+        ({"granularity": PerAxis(True), "scale": [1.0]}, TypeError, "PerAxis.axis must be an integer"),
+    ],
+)
+def test_qparams_refuses_unrepresentable_fields(kwargs, error, message):
+    fields = {"scale": 0.5, "zero_point": 3, "qmin": 0, "qmax": 15, **kwargs}
+    with pytest.raises(error, match=message):
+        QParams(**fields)
+
+
+def test_qparams_scale_is_the_float32_that_is_checked():
+    # the largest float32 passes; the value just above rounds to inf and is refused
+    qp = QParams(scale=float(np.finfo(np.float32).max), zero_point=0, qmin=-8, qmax=7)
+    assert np.isfinite(qp.scale)
+    assert QParams(scale=3, zero_point=0, qmin=-8, qmax=7).scale == np.float32(3)  # integers are real numbers
+
+
+@pytest.mark.parametrize("flag", ["half_range", "narrow", "signed", "symmetric"])
+@pytest.mark.parametrize("value", ["yes", 1, 0, None, 1.0, [True]])
+def test_bool_flags_refuse_non_bools(flag, value):
+    if flag == "signed" and value is None:
+        return  # None means "from symmetric"
+    kwargs = {"symmetric": True, flag: value}
+    with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+        ql.qparams_from_range(-1.0, 1.0, **kwargs)
+    with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+        ql.choose_qparams(np.array([-1.0, 1.0]), **kwargs)
+
+
+def test_numpy_bools_are_bools():
+    qp = ql.qparams_from_range(-1.0, 1.0, symmetric=np.True_, half_range=np.True_, narrow=np.False_)
+    assert float(qp.scale) == np.float32(1.0) / np.float32(127.5)
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "message"),
+    [
+        (-1e39, 1.0, r"lo \(as float32\) must contain only finite"),  # overflowed float32 silently before
+        (0.0, np.array([1e39]), r"hi \(as float32\) must contain only finite"),
+    ],
+)
+def test_range_that_overflows_float32_is_refused(lo, hi, message):
+    with pytest.raises(ValueError, match=message):
+        ql.qparams_from_range(lo, hi)
+    with pytest.raises(ValueError, match="float32"):
+        ql.choose_qparams(np.array([np.min(lo), np.max(hi)], dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    ("eps", "error"),
+    [(1e39, ValueError), (10**400, ValueError), (np.nan, ValueError), ("1e-6", TypeError), (True, TypeError)],
+)
+def test_eps_must_be_a_normal_float32(eps, error):
+    with pytest.raises(error, match="eps must be a float"):
+        ql.qparams_from_range(0.0, 1.0, eps=eps)
+
+
+def test_smallest_int_dtype_has_no_assertion_path():
+    from qlearn.qparams import _smallest_int_dtype
+
+    with pytest.raises(ValueError, match="int32 range"):
+        _smallest_int_dtype(0, 2**32)
