@@ -1,4 +1,4 @@
-"""A micrograd-sized numpy MLP: Linear, ReLU, softmax cross-entropy, and an SGD trainer.
+"""A micrograd-sized numpy MLP: Linear, BatchNorm1d, ReLU, softmax cross-entropy, and an SGD trainer.
 
 Each layer has a ``forward(x)`` and a ``backward(x, grad_y)`` that returns the gradient
 with respect to its input and to its parameters; the math of each derivative sits next
@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from qlearn._checks import as_float_array, as_int
 
-__all__ = ["MLP", "Linear", "ReLU", "fit", "softmax_cross_entropy"]
+__all__ = ["MLP", "BatchNorm1d", "Linear", "ReLU", "fit", "softmax_cross_entropy"]
 
 Array = NDArray[np.floating[Any]]
 
@@ -161,7 +161,119 @@ class ReLU:
         return grad_x, []
 
 
-Layer = Linear | ReLU
+class BatchNorm1d:
+    """Batch normalisation over the batch axis, ``y = gamma * (x - mu) / sqrt(var + eps) + beta``.
+
+    In training mode (``training = True``) ``mu`` and ``var`` are the batch's mean and
+    (biased) variance, and every forward pass moves the running statistics towards them;
+    in evaluation mode the running statistics are used, so the layer is an affine map
+    per feature (which is what batch-norm folding exploits).
+
+    Parameters
+    ----------
+    num_features : int
+        Number of features (positive).
+    momentum : float, default 0.1
+        Weight of the new batch in the running statistics, in (0, 1].
+    eps : float, default 1e-5
+        Added to the variance before the square root (positive).
+
+    Attributes
+    ----------
+    gamma, beta : ndarray of float32, shape (num_features,)
+        Learned scale (initially 1) and shift (initially 0).
+    running_mean, running_var : ndarray of float32, shape (num_features,)
+        Running statistics (initially 0 and 1); ``running_var`` uses the unbiased batch variance.
+    training : bool
+        Mode; :meth:`MLP.train` sets it.
+
+    Raises
+    ------
+    ValueError
+        On a non-positive size or eps, or a momentum outside (0, 1].
+
+    Notes
+    -----
+    With :math:`\\hat x = (x - \\mu)/\\sigma`, :math:`\\sigma = \\sqrt{v + \\epsilon}`, batch size
+    :math:`N` and :math:`g = \\partial L / \\partial y`, in training mode
+
+    .. math:: \\frac{\\partial L}{\\partial x} = \\frac{\\gamma}{N \\sigma}\\left(N g - \\textstyle\\sum g
+              - \\hat x \\sum g \\hat x\\right), \\quad
+              \\frac{\\partial L}{\\partial \\gamma} = \\textstyle\\sum g \\hat x, \\quad
+              \\frac{\\partial L}{\\partial \\beta} = \\textstyle\\sum g
+
+    (sums over the batch); in evaluation mode :math:`\\partial L / \\partial x = g \\gamma / \\sigma`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bn = BatchNorm1d(2)
+    >>> bn.training = True
+    >>> bn.forward(np.array([[0.0, 1.0], [2.0, 1.0]], dtype=np.float32)).round(3)
+    array([[-1.,  0.],
+           [ 1.,  0.]], dtype=float32)
+    >>> bn.running_mean, bn.running_var  # 0.9 * (0, 1) + 0.1 * ((1, 1), (2, 0))
+    (array([0.1, 0.1], dtype=float32), array([1.1, 0.9], dtype=float32))
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        self.num_features = as_int(num_features, "num_features")
+        if self.num_features < 1:
+            raise ValueError(f"num_features must be positive; got {num_features}")
+        self.momentum, self.eps = _real(momentum, "momentum"), _real(eps, "eps")
+        if not 0 < self.momentum <= 1:
+            raise ValueError(f"momentum must be in (0, 1]; got {momentum!r}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be positive; got {eps!r}")
+        self.gamma = np.ones(self.num_features, dtype=np.float32)  # (features,)
+        self.beta = np.zeros(self.num_features, dtype=np.float32)
+        self.running_mean = np.zeros(self.num_features, dtype=np.float32)
+        self.running_var = np.ones(self.num_features, dtype=np.float32)
+        self.training = False
+
+    def __repr__(self) -> str:
+        return f"BatchNorm1d({self.num_features})"
+
+    def parameters(self) -> list[Array]:
+        """``[gamma, beta]`` (the running statistics are not learned by gradient)."""
+        return [self.gamma, self.beta]
+
+    def _stats(self, xb: Array) -> tuple[Array, Array]:
+        """Mean and standard deviation used for ``xb``: the batch's in training, the running ones otherwise."""
+        if self.training:
+            if xb.shape[0] < 2:
+                raise ValueError(f"batch norm in training mode needs at least 2 rows; got {xb.shape[0]}")
+            mu, var = xb.mean(axis=0), xb.var(axis=0)
+        else:
+            mu, var = self.running_mean.astype(xb.dtype), self.running_var.astype(xb.dtype)
+        return mu, np.sqrt(var + xb.dtype.type(self.eps))
+
+    def forward(self, x: ArrayLike) -> Array:
+        """Normalise ``x`` (batch, num_features); in training mode also update the running statistics."""
+        xb = _as_batch(x, self.num_features, self.gamma.dtype)
+        mu, sigma = self._stats(xb)
+        if self.training:  # running statistics, with the unbiased variance as PyTorch keeps it
+            n, m = xb.shape[0], self.momentum
+            self.running_mean[...] = (1 - m) * self.running_mean + m * mu
+            self.running_var[...] = (1 - m) * self.running_var + m * xb.var(axis=0) * n / (n - 1)
+        y: Array = (xb - mu) / sigma * self.gamma + self.beta  # (batch, features)
+        return y
+
+    def backward(self, x: ArrayLike, grad_y: ArrayLike) -> tuple[Array, list[Array]]:
+        """``(dL/dx, [dL/dgamma, dL/dbeta])``; the statistics are recomputed from ``x``, not updated."""
+        xb = _as_batch(x, self.num_features, self.gamma.dtype)
+        g = _check_grad(grad_y, xb.shape, xb.dtype)
+        mu, sigma = self._stats(xb)
+        x_hat = (xb - mu) / sigma  # (batch, features)
+        grads = [(g * x_hat).sum(axis=0), g.sum(axis=0)]
+        if not self.training:
+            return g * self.gamma / sigma, grads
+        n = xb.shape[0]
+        grad_x: Array = self.gamma / (n * sigma) * (n * g - grads[1] - x_hat * grads[0])
+        return grad_x, grads
+
+
+Layer = Linear | BatchNorm1d | ReLU
 
 
 def softmax_cross_entropy(logits: ArrayLike, y: ArrayLike) -> tuple[float, Array]:
@@ -228,10 +340,14 @@ class MLP:
         ``Linear(64, 64) → ReLU → Linear(64, 10)``.
     seed : int, default 0
         Seed of the weight initialisation.
+    batch_norm : bool, default False
+        Put a :class:`BatchNorm1d` between every hidden Linear and its ReLU. The model
+        starts in evaluation mode; :func:`fit` trains in training mode and returns the
+        trained copy in evaluation mode (see :meth:`train`).
 
     Attributes
     ----------
-    layers : list of Linear and ReLU
+    layers : list of Linear, BatchNorm1d and ReLU
         In order; ``activations(x)[i]`` enters ``layers[i]`` and ``activations(x)[i + 1]`` leaves it.
     loss_history_ : list of float
         Mean training loss of each epoch; set on the model that :func:`fit` returns.
@@ -253,22 +369,36 @@ class MLP:
 
     loss_history_: list[float]
 
-    def __init__(self, sizes: Sequence[int], seed: int = 0) -> None:
+    def __init__(self, sizes: Sequence[int], seed: int = 0, *, batch_norm: bool = False) -> None:
         if isinstance(sizes, str) or not isinstance(sizes, Sequence | np.ndarray) or len(sizes) < 2:
             raise TypeError(f"sizes must be a sequence of at least two layer widths, like [64, 64, 10]; got {sizes!r}")
         widths = [as_int(s, "each layer width") for s in sizes]
         if min(widths) < 1:
             raise ValueError(f"layer widths must be positive; got {widths}")
-        self.sizes, self.seed = tuple(widths), as_int(seed, "seed")
+        if not isinstance(batch_norm, bool):
+            raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
+        self.sizes, self.seed, self.batch_norm = tuple(widths), as_int(seed, "seed"), batch_norm
         rng = np.random.default_rng(self.seed)
         self.layers: list[Layer] = []
         for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
             if self.layers:
+                if batch_norm:
+                    self.layers.append(BatchNorm1d(n_in))
                 self.layers.append(ReLU())
             self.layers.append(Linear(n_in, n_out, rng))
 
     def __repr__(self) -> str:
-        return f"MLP({list(self.sizes)}, seed={self.seed})"
+        bn = ", batch_norm=True" if self.batch_norm else ""
+        return f"MLP({list(self.sizes)}, seed={self.seed}{bn})"
+
+    def train(self, mode: bool = True) -> MLP:
+        """Set training mode (``True``) or evaluation mode (``False``) of every batch-norm layer; returns ``self``."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be True or False; got {mode!r}")
+        for layer in self.layers:
+            if isinstance(layer, BatchNorm1d):
+                layer.training = mode
+        return self
 
     def parameters(self) -> list[Array]:
         """All parameters, layer by layer: ``[W1, b1, W2, b2, ...]``."""
@@ -390,7 +520,7 @@ def fit(
         raise TypeError(f"progress must be True or False; got {progress!r}")
     rng = np.random.default_rng(as_int(seed, "seed"))
 
-    trained = copy.deepcopy(model)
+    trained = copy.deepcopy(model).train(True)
     params = trained.parameters()
     velocity = [np.zeros_like(p) for p in params]
     history: list[float] = []
@@ -400,6 +530,9 @@ def fit(
         total = 0.0
         for start in range(0, n, batch):
             idx = order[start : start + batch]
+            if trained.batch_norm and len(idx) < 2:
+                continue  # batch statistics need two rows; drop a last batch of one
+
             loss, grads = trained.loss_and_gradients(xs[idx], ys[idx])
             for p, g, v in zip(params, grads, velocity, strict=True):
                 v *= mu
@@ -414,4 +547,4 @@ def fit(
             sys.stderr.write(f"\repoch {epoch:>{len(str(n_epochs))}}/{n_epochs} [{bar}] loss {history[-1]:.4f}{end}")
             sys.stderr.flush()
     trained.loss_history_ = history
-    return trained
+    return trained.train(False)

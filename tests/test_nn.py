@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from qlearn.datasets import load_digits_splits
-from qlearn.nn import MLP, Linear, ReLU, fit, softmax_cross_entropy
+from qlearn.nn import MLP, BatchNorm1d, Linear, ReLU, fit, softmax_cross_entropy
 
 EPS = 1e-6  # central-difference step, in float64
 
@@ -302,3 +302,100 @@ def test_fit_needs_a_model_and_matching_data():
         fit(MLP([4, 3]), np.zeros((2, 5)), [0, 1])
     with pytest.raises(ValueError, match=r"X must contain only finite numbers"):
         fit(MLP([4, 3]), np.array([[0, 0, np.inf, 0]]), [0])
+
+
+# --- batch norm ---------------------------------------------------------------------------------
+def bn_float64(obj):
+    """A float64 copy of a layer or model, batch-norm parameters and statistics included."""
+    twin = as_float64(obj)
+    for layer in twin.layers if isinstance(twin, MLP) else [twin]:
+        if isinstance(layer, BatchNorm1d):
+            for name in ("gamma", "beta", "running_mean", "running_var"):
+                setattr(layer, name, getattr(layer, name).astype(np.float64))
+    return twin
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_gradients_match_finite_differences(rng, training):
+    layer = bn_float64(BatchNorm1d(3))
+    layer.gamma, layer.beta = rng.standard_normal(3), rng.standard_normal(3)
+    layer.running_mean, layer.running_var = rng.standard_normal(3), rng.random(3) + 0.5
+    layer.training = training
+    x, r = rng.standard_normal((6, 3)) * 2 + 1, rng.standard_normal((6, 3))
+
+    def loss_of(gamma=layer.gamma, beta=layer.beta, x=x):
+        twin = copy.deepcopy(layer)
+        twin.gamma, twin.beta = gamma, beta
+        return float(np.sum(twin.forward(x) * r))
+
+    grad_x, (grad_g, grad_b) = layer.backward(x, r)
+    np.testing.assert_allclose(grad_x, numeric_grad(lambda v: loss_of(x=v), x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_g, numeric_grad(lambda v: loss_of(gamma=v), layer.gamma), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_b, numeric_grad(lambda v: loss_of(beta=v), layer.beta), rtol=1e-6, atol=1e-8)
+
+
+def test_whole_batch_norm_model_gradients_in_training_mode(rng):
+    model = bn_float64(MLP([6, 5, 4, 3], seed=3, batch_norm=True)).train(True)
+    x, y = rng.standard_normal((7, 6)), np.array([0, 1, 2, 2, 1, 0, 1])
+    _, grads = model.loss_and_gradients(x, y)
+    assert [g.shape for g in grads] == [p.shape for p in model.parameters()]
+    for k, param in enumerate(model.parameters()):
+
+        def loss_with(value, k=k):
+            twin = copy.deepcopy(model)
+            twin.parameters()[k][...] = value
+            return twin.loss_and_gradients(x, y)[0]
+
+        np.testing.assert_allclose(grads[k], numeric_grad(loss_with, param), rtol=1e-5, atol=1e-8)
+
+
+def test_batch_norm_golden_statistics_and_modes():
+    bn = bn_float64(BatchNorm1d(2, momentum=0.5))
+    x = np.array([[1.0, 0.0], [3.0, 0.0], [5.0, 6.0]])
+    assert not bn.training  # a fresh layer evaluates with mean 0, variance 1
+    np.testing.assert_allclose(bn.forward(x), x / np.sqrt(1 + 1e-5))
+    bn.training = True
+    y = bn.forward(x)  # batch mean (3, 2), biased variance (8/3, 8)
+    np.testing.assert_allclose(y[:, 0], [-2, 0, 2] / np.sqrt(8 / 3 + 1e-5))
+    np.testing.assert_allclose(bn.running_mean, [1.5, 1.0])  # 0.5 * 0 + 0.5 * mean
+    np.testing.assert_allclose(bn.running_var, [0.5 + 0.5 * 4.0, 0.5 + 0.5 * 12.0])  # unbiased: 4, 12
+    bn.training = False
+    np.testing.assert_allclose(bn.forward(x)[:, 1], (x[:, 1] - 1.0) / np.sqrt(6.5 + 1e-5))
+    grad_x, _ = bn.backward(x, np.ones_like(x))  # evaluation: gamma / sigma per feature
+    np.testing.assert_allclose(grad_x[0], 1 / np.sqrt([2.5 + 1e-5, 6.5 + 1e-5]))
+
+
+def test_batch_norm_training_output_is_standardised(rng):
+    bn = BatchNorm1d(4)
+    bn.training = True
+    y = bn.forward(rng.standard_normal((50, 4)).astype(np.float32) * 3 + 2)
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=0), 1, atol=1e-3)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        bn.forward(np.ones((1, 4), np.float32))
+
+
+def test_batch_norm_model_layers_fit_and_modes(digits):
+    model = MLP([64, 16, 10], seed=0, batch_norm=True)
+    assert repr(model.layers) == "[Linear(64, 16), BatchNorm1d(16), ReLU(), Linear(16, 10)]"
+    assert repr(model) == "MLP([64, 16, 10], seed=0, batch_norm=True)"
+    trained = fit(model, digits.X_train, digits.y_train, epochs=5, batch_size=33)  # 1238 = 37 * 33 + 17
+    assert not trained.layers[1].training and not model.layers[1].training
+    assert np.all(model.layers[1].running_mean == 0)  # the argument is untouched
+    assert not np.all(trained.layers[1].running_mean == 0)
+    assert trained.accuracy(digits.X_test, digits.y_test) > 0.9
+    a, b = trained.predict(digits.X_test), trained.predict(digits.X_test)
+    assert np.array_equal(a, b)  # evaluation mode: no statistics move between calls
+
+
+def test_batch_norm_bad_arguments():
+    with pytest.raises(ValueError, match="num_features must be positive"):
+        BatchNorm1d(0)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        BatchNorm1d(3, momentum=0.0)
+    with pytest.raises(ValueError, match="eps must be positive"):
+        BatchNorm1d(3, eps=0.0)
+    with pytest.raises(TypeError, match="batch_norm must be True or False"):
+        MLP([4, 3], batch_norm=1)
+    with pytest.raises(TypeError, match="mode must be True or False"):
+        MLP([4, 3]).train("yes")
