@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from oracles import require
 
 import qlearn as ql
+from qlearn.observers import EntropyObserver, MinMaxObserver, PercentileObserver
 
 PAGE = Path(__file__).resolve().parent.parent / "book" / "conventions.md"
-HEADER = ["id", "framework, tensor", "codes", "scale $s$", "zero point $z$", "`qlearn` call", "codes with", "agreement"]
+HEADER = ["id", "framework, tensor", "codes with", "agreement", "codes", "scale $s$", "zero point $z$", "`qlearn` call"]
 AGREEMENTS = {"exact": "exact", "1 ulp": "ulp", "ties": "ties"}  # phrase in the cell -> kind of check
 F32, F64 = np.float32, np.float64
 EPS = F32(np.finfo(np.float32).eps)  # PyTorch's observers: the smallest scale
@@ -47,21 +49,41 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+def _tables(lines: list[str]) -> list[tuple[list[str], list[dict[str, str]]]]:
+    """Every table whose first column is headed ``id``: its header and its rows as dicts."""
+    found = []
+    for start, line in enumerate(lines):
+        if not re.match(r"^\|\s*id\s*\|", line):
+            continue
+        header, rows = _cells(line), []
+        for row_line in lines[start + 2 :]:  # skip the |---| line
+            if not row_line.startswith("|"):
+                break
+            cells = _cells(row_line)
+            if len(cells) != len(header):
+                raise ValueError(f"row has {len(cells)} cells, the header {len(header)}: {row_line}")
+            rows.append(dict(zip(header, cells, strict=True)))
+        found.append((header, rows))
+    return found
+
+
 def read_table(text: str) -> tuple[list[str], list[Row]]:
-    """The header and rows of the first table whose first column is headed ``id``."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if re.match(r"^\|\s*id\s*\|", line)), None)
-    if start is None:
+    """The joined header and rows of the tables whose first column is headed ``id``.
+
+    The page splits one wide table into narrower ones that all list the same ids in the
+    same order; their columns are joined by id.
+    """
+    tables = _tables(text.splitlines())
+    if not tables:
         raise ValueError(f"{PAGE.name} has no table with an 'id' column")
-    header = _cells(lines[start])
+    ids = [[r["id"] for r in rows] for _, rows in tables]
+    if any(i != ids[0] for i in ids):
+        raise ValueError(f"the id tables must list the same ids in the same order; got {ids}")
+    header = ["id"] + [col for h, _ in tables for col in h[1:]]
     rows = []
-    for line in lines[start + 2 :]:  # skip the |---| line
-        if not line.startswith("|"):
-            break
-        cells = _cells(line)
-        if len(cells) != len(header):
-            raise ValueError(f"row has {len(cells)} cells, the header {len(header)}: {line}")
-        cell = dict(zip(header, cells, strict=True))
+    for k, row_id in enumerate(ids[0]):
+        cell = {col: val for _, trows in tables for col, val in trows[k].items()}
+        line = " | ".join(cell.values())
         codes = re.search(r"\[\s*([−-]?\d+)\s*,\s*([−-]?\d+)\s*\]", cell.get("codes", ""))
         call = re.search(r"`([^`]+)`", cell.get("`qlearn` call", ""))
         method = re.search(r'"(\w+)"', cell.get("codes with", ""))
@@ -70,7 +92,7 @@ def read_table(text: str) -> tuple[list[str], list[Row]]:
             raise ValueError(f"cannot read the codes, call or agreement of: {line}")
         rows.append(
             Row(
-                id=cell["id"].strip("`"),
+                id=row_id.strip("`"),
                 codes=(int(codes[1].replace("−", "-")), int(codes[2].replace("−", "-"))),
                 call=call[1],
                 method=method[1] if method else None,
@@ -338,6 +360,14 @@ def test_read_table_rejects_what_it_cannot_read():
         read_table(good + "| `r` | $[0, 255]$ |\n")
     with pytest.raises(ValueError, match="no table"):
         read_table("no table here")
+    # split tables are joined by id, and must list the same ids
+    split = (
+        "| id | codes | agreement |\n|---|---|---|\n| `r` | $[0, 255]$ | exact |\n\ntext\n\n"
+        '| id | `qlearn` call | codes with |\n|---|---|---|\n| `r` | `ql.qrange(8)` | `"fma"` |\n'
+    )
+    assert read_table(split)[1] == [Row("r", (0, 255), "ql.qrange(8)", "fma", "exact")]
+    with pytest.raises(ValueError, match="same ids"):
+        read_table(split.replace("| `r` | `ql", "| `s` | `ql"))
 
 
 # ---------------------------------------------------------------------------- each row against its formula
@@ -413,8 +443,12 @@ def test_inputs_are_not_modified_by_the_calls(datasets: list[Data]):
 
 
 def _torch():
-    torch = pytest.importorskip("torch")
-    ao = pytest.importorskip("torch.ao.quantization")
+    # torch.ao.quantization is deprecated (torch 2.13 warns it will be removed): in CI its
+    # disappearance fails these tests instead of skipping them
+    torch = require("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ao = require("torch.ao.quantization", "the PyTorch rows of the appendix are tested against it")
     return torch, ao
 
 
@@ -469,7 +503,7 @@ def test_pytorch_rows_against_pytorch(row_id: str, datasets: list[Data]):
 def _ort_quant_utils():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pytest.importorskip("onnxruntime.quantization.quant_utils")
+        return require("onnxruntime.quantization.quant_utils")
 
 
 def _ort_static(qu, lo, hi, qtype: str, symmetric: bool):
@@ -488,8 +522,8 @@ def _ort_session(op: str, inputs: list[tuple[str, str, list]], outputs: list[tup
     """An inference session running one ONNX operator; inputs and outputs as (name, type, shape)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ort = pytest.importorskip("onnxruntime")
-        onnx = pytest.importorskip("onnx")
+        ort = require("onnxruntime")
+        onnx = require("onnx")
     h, tp = onnx.helper, onnx.TensorProto
     graph = h.make_graph(
         [h.make_node(op, [n for n, _, _ in inputs], [n for n, _, _ in outputs])],
@@ -621,3 +655,50 @@ def test_constant_channel_against_pytorch():
         obs(torch.full((1, 4), 0.7))
         scale, _ = obs.calculate_qparams()
     assert F32(scale[0].item()) == F32(0.7) / F32(127.5)
+
+
+# ---------------------------------------------------------------------------- ONNX Runtime's calibrators
+
+
+def _ort_calibrate():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return require("onnxruntime.quantization.calibrate", "its HistogramCollector is the oracle")
+
+
+def test_onnx_runtime_default_entropy_is_min_max(rng: np.random.Generator):
+    # with num_bins = num_quantized_bins = 128 (its defaults) the search has one candidate,
+    # the whole histogram: ONNX Runtime's default "entropy" range is the min-max range
+    cal = _ort_calibrate()
+    x = np.concatenate([rng.standard_normal(20_000), [9.0, -7.5]]).astype(F32)
+    collector = cal.HistogramCollector(
+        method="entropy", symmetric=False, num_bins=128, num_quantized_bins=128, percentile=99.999, scenario="same"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collector.collect({"x": [x]})
+        lo, hi = (float(v) for v in collector.compute_collection_result()["x"][:2])
+    assert (lo, hi) == (float(x.min()), float(x.max()))
+    assert MinMaxObserver().observe(x).compute_range() == (lo, hi)
+    # while TensorRT's search (ours) clips the outliers
+    assert EntropyObserver().observe(x).compute_range()[1] < 0.8 * float(np.abs(x).max())
+
+
+def test_onnx_runtime_percentile_cuts_half_on_each_side(rng: np.random.Generator):
+    cal = _ort_calibrate()
+    x = rng.standard_normal(50_000).astype(F32) * 2 + 0.5
+    for p in (98.0, 99.0, 99.9, 99.99):
+        collector = cal.HistogramCollector(
+            method="percentile", symmetric=False, num_bins=2048, num_quantized_bins=128, percentile=p, scenario="same"
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            collector.collect({"x": [x]})
+            result = collector.compute_collection_result()["x"]
+        ort_lo, ort_hi = (float(v) for v in result[:2])
+        lo, hi = PercentileObserver(percentile=p, bins=2048).observe(x).compute_range()
+        width = float(np.ptp(x)) / 2048
+        assert abs(lo - ort_lo) <= 2 * width and abs(hi - ort_hi) <= 2 * width, (p, (lo, hi), (ort_lo, ort_hi))
+        if p == 98.0:  # the other reading (2 % off each side) is far from ONNX Runtime's
+            lo2, hi2 = PercentileObserver(percentile=p, bins=2048, convention="each_tail").observe(x).compute_range()
+            assert abs(hi2 - ort_hi) > 20 * width and abs(lo2 - ort_lo) > 20 * width

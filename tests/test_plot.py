@@ -1,4 +1,4 @@
-"""qlearn.plot: the shared style and the grid-over-histogram figure."""
+"""qlearn.plot: the shared style, the grid-over-histogram figure, the seaborn heatmap and distributions."""
 
 import matplotlib
 
@@ -41,3 +41,49 @@ def test_importing_qlearn_does_not_import_matplotlib():
 
     code = "import sys, qlearn; assert 'matplotlib' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_heatmap_annotates_every_cell_in_row_order():
+    values = np.array([[1.25, 2.5, 3.75], [4.0, 5.5, 6.0]])
+    ax = ql.plot.heatmap(values, ["r0", "r1"], ["c0", "c1", "c2"], fmt=".2f", cbar_label="dB", title="T")
+    assert [t.get_text() for t in ax.texts] == [f"{v:.2f}" for v in values.ravel()]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["r0", "r1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["c0", "c1", "c2"]
+    assert ax.get_title() == "T"
+    plt.close("all")
+
+
+@pytest.mark.parametrize(
+    ("values", "rows", "cols"),
+    [([1.0, 2.0], ["a"], ["x", "y"]), ([[1.0, 2.0]], ["a", "b"], ["x", "y"]), ([[1.0, 2.0]], ["a"], ["x"])],
+)
+def test_heatmap_refuses_mismatched_labels(values, rows, cols):
+    with pytest.raises(ValueError, match="values must be|must match"):
+        ql.plot.heatmap(values, rows, cols)
+
+
+def test_heatmap_refuses_non_finite_values():
+    with pytest.raises(ValueError, match="finite"):
+        ql.plot.heatmap([[1.0, np.nan]], ["a"], ["x", "y"])
+
+
+def test_distributions_normalises_each_sample_on_its_own(rng):
+    small, large = rng.normal(size=200), rng.normal(3.0, 1.0, size=5000)
+    ax = ql.plot.distributions({"small": small, "large": large}, bins=30, xlabel="w", title="T")
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["large", "small"]
+    # each sample's filled step outline (a closed polygon) has area 1: common_norm=False
+    areas = []
+    for poly in ax.collections:
+        verts = poly.get_paths()[0].vertices
+        xs, ys = verts[:, 0], verts[:, 1]
+        areas.append(abs(np.trapezoid(ys, xs)))
+    assert len(areas) == 2
+    np.testing.assert_allclose(areas, [1.0, 1.0], rtol=0.05)
+    assert ax.get_xlabel() == "w" and ax.get_title() == "T"
+    plt.close("all")
+
+
+@pytest.mark.parametrize(("samples", "bins"), [({}, 10), ({"a": [1.0, 2.0]}, 0), ({"a": [1.0, 2.0]}, True)])
+def test_distributions_refuses_bad_input(samples, bins):
+    with pytest.raises(ValueError, match="samples|bins"):
+        ql.plot.distributions(samples, bins=bins)

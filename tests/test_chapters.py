@@ -1,0 +1,428 @@
+"""Regression pins of the chapters: the literal numbers their prose quotes.
+
+The chapters keep only teaching checks ("by hand == library"); a learner who changes a seed
+in Colab should not trip an assert about the third decimal of an accuracy. The numbers the
+text states are pinned here instead: a chapter's code cells (all but the Colab install cell)
+run once, in order, in a fresh namespace, headless; each pin is evaluated right after the
+cell its ``after`` text appears in (by default after the last cell). A failing pin means the
+chapter's prose quotes a number that its code no longer produces: re-read the text.
+"""
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+
+
+@dataclass(frozen=True)
+class Pin:
+    code: str
+    after: str | None = None  # run after the first cell whose source contains this text
+
+
+def run_chapter(name: str, pins: list[Pin]) -> dict[int, str]:
+    """Execute the chapter and every pin; return {pin index: failure message}."""
+    cells = json.loads((BOOK / f"{name}.ipynb").read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"][1:]  # not the Colab cell
+    for pin in pins:
+        assert pin.after is None or any(pin.after in src for src in code), f"{name}: no cell holds {pin.after!r}"
+    namespace: dict = {"__name__": f"chapter_{name}"}
+    failures: dict[int, str] = {}
+    done: set[int] = set()
+
+    def check(ready):
+        for i, pin in enumerate(pins):
+            if i not in done and ready(pin):
+                done.add(i)
+                try:
+                    exec(pin.code, namespace)
+                except Exception as exc:  # reported per pin by the test
+                    failures[i] = f"{type(exc).__name__}: {exc}"
+
+    show = plt.show
+    plt.show = lambda *args, **kwargs: plt.close("all")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            for src in code:
+                exec(compile(src, f"{name}.ipynb", "exec"), namespace)
+                check(lambda pin, src=src: pin.after is not None and pin.after in src)
+            check(lambda pin: True)
+    finally:
+        plt.show = show
+        plt.close("all")
+    return failures
+
+
+# chapter 6, Post-training quantization: the numbers its text quotes
+PTQ_PINS = [
+    Pin(
+        """
+r = ql.stats.mcnemar(correct_fp32, results["w4a4 per-channel", "min-max"]["correct"])
+assert (r.n01, r.n10, round(r.p_value, 3)) == (2, 9, 0.065)
+r = ql.stats.mcnemar(results["w4a4", "min-max"]["correct"], results["w4a4 per-channel", "MSE"]["correct"])
+assert (r.n01, r.n10, round(r.p_value, 2)) == (4, 6, 0.75)
+w4 = "w4a4 per-channel"
+r = ql.stats.mcnemar(results[w4, "min-max"]["correct"], results[w4, "entropy"]["correct"])
+assert (r.n01, r.n10) == (0, 256) and r.p_value < 1e-70
+assert ql.stats.mcnemar(correct_fp32, results["w8a8", "min-max"]["correct"]).n10 == 0
+""",
+    ),
+    Pin(
+        """
+percentile_ranges = [
+    o.compute_range()
+    for o in ptq.calibrate(ptq.prepare(model, None, partial(PercentileObserver, bits=4)), batches).activation_observers
+]
+assert round(percentile_ranges[1][1], 3) == 5.046
+""",
+    ),
+    Pin(
+        """
+assert close(fp32_acc, 96.9) and round(fp32_acc * n_test) == 348
+""",
+    ),
+    Pin(
+        """
+assert ch_max1.max() / ch_max1.min() > 3 and codes_narrowest == 2
+""",
+    ),
+    Pin(
+        """
+assert np.unique(acts[0]).size == 17 and close(
+    np.mean(acts[0] == 0), 48.9, tol=0.1
+)
+""",
+    ),
+    Pin(
+        """
+assert (
+    close(np.mean(acts[2] == 0), 44.4, tol=0.1)
+    and acts[3].min() < -17
+    and acts[3].max() > 22.5
+)
+""",
+    ),
+    Pin(
+        """
+assert int(qp_logits.zero_point) == 110
+""",
+    ),
+    Pin(
+        """
+assert np.sum(pred_int != pred_fp32) == 1 and close(int8_acc, 96.7)
+""",
+    ),
+    Pin(
+        """
+assert abs(sqnr_int8 - 40.0) < 0.05 and clipped.sum() == 6
+""",
+        after="sqnr_int8 = ql.sqnr_db(logits_fp32, logits_int)",
+    ),
+    Pin(
+        """
+assert (
+    np.abs(err_steps[~clipped]).max()
+    < 1.5
+    < 5
+    < np.abs(err_steps[clipped]).max()
+)
+""",
+        after="sqnr_int8 = ql.sqnr_db(logits_fp32, logits_int)",
+    ),
+    Pin(
+        """
+assert all(close(results["w8a8", m]["acc"], 96.9) for m in METHODS)
+""",
+    ),
+    Pin(
+        """
+assert close(results["w4a8 per-channel", "min-max"]["acc"], 96.4)
+""",
+    ),
+    Pin(
+        """
+assert close(results["w4a4", "entropy"]["acc"], 26.5)
+""",
+    ),
+    Pin(
+        """
+assert close(results["w4a4 per-channel", "entropy"]["acc"], 23.7)
+""",
+    ),
+    Pin(
+        """
+assert close(results["w4a4 per-channel", "min-max"]["acc"], 95.0)
+""",
+    ),
+    Pin(
+        """
+assert close(results["w4a4 per-channel", "MSE"]["acc"], 96.1)
+""",
+    ),
+    Pin(
+        """
+assert sq["w4a8 per-channel", "min-max"] > 19.5
+""",
+    ),
+    Pin(
+        """
+for scheme in ("w4a4", "w4a4 per-channel"):
+    assert (
+        0.5
+        < sq[scheme, "MSE"]
+        - max(sq[scheme, "min-max"], sq[scheme, "percentile"])
+        < 0.7
+    )
+""",
+    ),
+    Pin(
+        """
+for method in ("min-max", "percentile", "MSE"):
+    assert 0.9 < sq["w4a4 per-channel", method] - sq["w4a4", method] < 1.2
+""",
+    ),
+    Pin(
+        """
+assert 3.4 < sq["w8a8", "min-max"] - sq["w8a8", "entropy"] < 3.6
+""",
+    ),
+    Pin(
+        """
+assert (
+    abs(sweep[4, False]["sqnr"] - 17.5) < 0.05
+    and abs(sweep[4, True]["sqnr"] - 19.8) < 0.05
+)
+""",
+    ),
+    Pin(
+        """
+assert close(sweep[4, False]["acc"], 97.2) and close(
+    sweep[4, True]["acc"], 96.4
+)
+""",
+    ),
+    Pin(
+        """
+assert close(sweep[2, False]["acc"], 38.2) and close(
+    sweep[2, True]["acc"], 74.9
+)
+""",
+    ),
+    Pin(
+        """
+assert (used["per tensor"].min(), np.median(used["per tensor"])) == (5, 8)
+""",
+    ),
+    Pin(
+        """
+assert (used["per channel"].min(), np.median(used["per channel"])) == (10, 13)
+""",
+    ),
+    Pin(
+        """
+assert abs(mse_hidden - 3.917) < 0.001 and abs(entropy_input - 0.063) < 0.001
+""",
+    ),
+    Pin(
+        """
+assert all(
+    a_sweep[b, "MSE"]["sqnr"] > a_sweep[b, "min-max"]["sqnr"]
+    for b in (5, 4, 3, 2)
+)
+""",
+    ),
+    Pin(
+        """
+assert all(
+    a_sweep[b, "min-max"]["sqnr"] > a_sweep[b, "MSE"]["sqnr"] for b in (8, 6)
+)
+""",
+    ),
+    Pin(
+        """
+assert all(a_sweep[b, "entropy"]["sqnr"] < 1 for b in (5, 4, 3, 2))
+""",
+    ),
+    Pin(
+        """
+assert close(a_sweep[2, "min-max"]["acc"], 79.7) and close(
+    a_sweep[2, "MSE"]["acc"], 89.4
+)
+""",
+    ),
+    Pin(
+        """
+assert (
+    spikes.size == 16
+    and np.array_equal(spikes[:-1], 128 * np.arange(1, 16))
+    and round(hi4 * 2048) == 129
+)
+""",
+    ),
+    Pin(
+        """
+assert finite.sum() == 16 and kl[cand == 129][0] == 0.0 and kl.min() == 0.0
+""",
+    ),
+    Pin(
+        """
+assert kl8[cand8 == 129][0] == 0.0 == kl8[cand8 == 2048][
+    0
+] and x8_obs.compute_range() == (-1.0, 1.0)
+""",
+    ),
+    Pin(
+        """
+assert kl[cand == 2048][0] > 0 and 230 < mse_t[hi4] / mse_t[1.0] < 250
+""",
+    ),
+    Pin(
+        """
+assert np.unique(codes_k).size == 16 and shared.tolist() == [7, 8]
+""",
+    ),
+    Pin(
+        """
+assert close(fixed["input: min-max", False]["acc"], 96.1) and close(
+    fixed["input: min-max", True]["acc"], 94.7
+)
+""",
+    ),
+    Pin(
+        """
+assert close(fixed["input: MSE", False]["acc"], 96.1) and close(
+    fixed["input: MSE", True]["acc"], 94.7
+)
+""",
+    ),
+    Pin(
+        """
+for pc, scheme in ((False, "w4a4"), (True, "w4a4 per-channel")):
+    gap = (
+        results[scheme, "min-max"]["sqnr"]
+        - fixed["input: min-max", pc]["sqnr"]
+    )
+    assert 1 < gap < 2
+""",
+    ),
+    Pin(
+        """
+assert by_hand == 5_064
+""",
+    ),
+    Pin(
+        """
+assert n_params == 4_810
+""",
+    ),
+    Pin(
+        """
+assert (
+    results["w4a4 per-channel", "min-max"]["size"] == 2_984
+    and results["w4a4", "min-max"]["size"] == 2_696
+)
+""",
+    ),
+    Pin(
+        """
+assert results["w8a8 per-channel", "min-max"]["size"] - results[
+    "w8a8", "min-max"
+]["size"] == 4 * (64 + 10 - 2)
+""",
+    ),
+    Pin(
+        """
+assert bounds_hand == [861_265, 695_818] and k_max == 66_311
+""",
+    ),
+    Pin(
+        """
+assert all(
+    0.18 < o / b < 0.27 for o, b in zip(observed, bounds_hand, strict=True)
+)
+""",
+    ),
+    Pin(
+        """
+assert first[0][0] == 0 and first[0][2] > 3 and first[1] < 25
+""",
+    ),
+    Pin(
+        """
+assert round(hi_u * 2048) == 129 and acc_u < 0.3
+""",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def ptq_failures() -> dict[int, str]:
+    return run_chapter("ptq", PTQ_PINS)
+
+
+@pytest.mark.parametrize("index", range(len(PTQ_PINS)), ids=[f"ptq-{i:02d}" for i in range(len(PTQ_PINS))])
+def test_ptq_pins(ptq_failures, index):
+    assert index not in ptq_failures, f"{PTQ_PINS[index].code.strip()}\n-> {ptq_failures[index]}"
+
+
+# chapter 4, Choosing the range: the spread its entropy-figure caption quotes
+RANGE_PINS = [
+    Pin(
+        """
+spreads = []
+for d in (kl, kl8):
+    flat = np.isfinite(d) & (cand * width >= 3.8)
+    spreads.append(round(100 * (d[flat].max() / d[flat].min() - 1), 1))
+assert spreads == [7.6, 9.7]
+""",
+        after="spread by",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def range_failures() -> dict[int, str]:
+    return run_chapter("range_strategies", RANGE_PINS)
+
+
+@pytest.mark.parametrize("index", range(len(RANGE_PINS)), ids=[f"range-{i:02d}" for i in range(len(RANGE_PINS))])
+def test_range_strategies_pins(range_failures, index):
+    assert index not in range_failures, f"{RANGE_PINS[index].code.strip()}\n-> {range_failures[index]}"
+
+
+# chapter 2, The affine map: TFLite's two roundings against one (the text: about 1 in 1,000, no ties)
+AFFINE_PINS = [
+    Pin(
+        """
+assert (M0, n) == (1_979_870_352, 40)
+assert (moved.size, acc_all.size, ties) == (138, 142_726, 0)
+assert np.abs(one - two).max() == 1
+""",
+        after="exact ties among them",
+    ),
+    Pin(
+        """
+assert diff.tolist() == [-2, 1, 2, 5] and tie.tolist() == [-2, 2]
+""",
+        after="acc_small = np.arange(-8, 9)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def affine_failures() -> dict[int, str]:
+    return run_chapter("affine_map", AFFINE_PINS)
+
+
+@pytest.mark.parametrize("index", range(len(AFFINE_PINS)), ids=[f"affine-{i:02d}" for i in range(len(AFFINE_PINS))])
+def test_affine_map_pins(affine_failures, index):
+    assert index not in affine_failures, f"{AFFINE_PINS[index].code.strip()}\n-> {affine_failures[index]}"
