@@ -58,6 +58,7 @@ def qlearn_cases(batches: list[np.ndarray]) -> dict[str, Callable[[], float]]:
         "min-max": run(lambda: O.MinMaxObserver()),
         "moving-average min-max": run(lambda: O.MovingAverageMinMaxObserver()),
         "percentile 99.99 (|x|)": run(lambda: O.PercentileObserver(99.99, symmetric=True)),
+        "percentile 99.99 (two tails, ONNX Runtime's cut)": run(lambda: O.PercentileObserver(99.99)),
         "MSE (symmetric)": run(lambda: O.MSEObserver(symmetric=True)),
         "entropy (KL, 2048 bins)": run(lambda: O.EntropyObserver(bins=2048)),
     }
@@ -95,9 +96,9 @@ def peer_cases(batches: list[np.ndarray]) -> dict[str, dict[str, Callable[[], fl
     try:
         from onnxruntime.quantization.calibrate import HistogramCollector
 
-        def ort(method: str) -> Callable[[], float]:
+        def ort(method: str, symmetric: bool = True) -> Callable[[], float]:
             def go() -> float:
-                c = HistogramCollector(method, True, 2048, 128, 99.99, "same")
+                c = HistogramCollector(method, symmetric, 2048, 128, 99.99, "same")
                 for b in batches:
                     c.collect({"x": b})
                 return float(c.compute_collection_result()["x"][1])
@@ -106,6 +107,9 @@ def peer_cases(batches: list[np.ndarray]) -> dict[str, dict[str, Callable[[], fl
 
         peers.setdefault("entropy (KL, 2048 bins)", {})["onnxruntime HistogramCollector"] = ort("entropy")
         peers.setdefault("percentile 99.99 (|x|)", {})["onnxruntime HistogramCollector"] = ort("percentile")
+        peers.setdefault("percentile 99.99 (two tails, ONNX Runtime's cut)", {})["onnxruntime HistogramCollector"] = (
+            ort("percentile", symmetric=False)
+        )
     except ImportError:
         pass
     try:
@@ -139,7 +143,13 @@ def main() -> None:
         "normal": rng.standard_normal(args.n).astype(np.float32),
         "|t3|": np.abs(rng.standard_t(3, args.n)).astype(np.float32),
     }
-    print(f"{args.n:,} float32 values; threshold = upper end of the range; median of {args.repeats} runs\n")
+    print(f"{args.n:,} float32 values; threshold = upper end of the range; median of {args.repeats} runs")
+    try:
+        import modelopt  # noqa: F401
+
+        print()
+    except ImportError:
+        print("NVIDIA modelopt is not installed: its rows were not measured\n")
     print("| data | batches | method | contender | threshold | time (s) | time / qlearn | threshold / qlearn |")
     print("|---|---:|---|---|---:|---:|---:|---:|")
     for name, x in data.items():

@@ -48,14 +48,19 @@ def main() -> None:
     scale, zp = qp.scale.item(), int(qp.zero_point)
     q = ql.quantize(x, qp)
 
+    out8, out32 = np.empty(args.n, np.uint8), np.empty(args.n, np.float32)
     cases: dict[str, dict[str, Callable[[], object]]] = {
         "quantize": {
             "qlearn": lambda: ql.quantize(x, qp),
             "numpy (naive)": lambda: naive_quantize(x, scale, zp),
+            # the memory-bandwidth floor of quantize: read 4 B and write 1 B per value, nothing else
+            "floor: cast": lambda: np.copyto(out8, x, casting="unsafe"),
         },
         "dequantize": {
             "qlearn": lambda: ql.dequantize(q, qp),
             "numpy (naive)": lambda: naive_dequantize(q, scale, zp),
+            # the floor of dequantize: read 1 B and write 4 B per value
+            "floor: cast": lambda: np.copyto(out32, q, casting="unsafe"),
         },
     }
     try:
@@ -73,7 +78,7 @@ def main() -> None:
         peer = None
 
     times: dict[tuple[str, str], list[float]] = {(op, who): [] for op, d in cases.items() for who in d}
-    phases = [[w for w in cases["quantize"] if w != "numpy (naive)"], ["numpy (naive)"]]
+    phases = [[w for w in cases["quantize"] if w != "numpy (naive)"], ["numpy (naive)"]]  # floor alternates too
     for phase in phases:
         for _ in range(args.repeats):
             for op, contenders in cases.items():
@@ -88,6 +93,8 @@ def main() -> None:
         times[("round trip", who)] = [
             a + b for a, b in zip(times[("quantize", who)], times[("dequantize", who)], strict=True)
         ]
+    print("floor: cast = np.copyto with a dtype cast, single-threaded: one read and one write of the data")
+    print("(the traffic any quantize / dequantize must do); ratio = median / torch's median\n")
     print(f"| operation  | {'contender':<14} | median (ms) | ratio to torch |")
     print("|------------|----------------|-------------|----------------|")
     for op in ("quantize", "dequantize", "round trip"):

@@ -22,7 +22,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from qlearn._checks import as_float_array, as_int, check_axis, check_bits
+from qlearn._checks import as_float_array, as_int, check_axis, check_bits, require_finite
 from qlearn.primitives import fake_quantize
 from qlearn.qparams import FLOAT32_EPS, Granularity, PerAxis, PerTensor, QParams, qparams_from_range
 
@@ -48,7 +48,14 @@ class Histogram:
     data). When a batch exceeds the covered range, the width is multiplied by the
     smallest integer ``k`` that covers it and every bin ``i`` moves to ``floor(i/k)``:
     each old bin lies inside exactly one new bin, so no count is split or guessed, and
-    the histogram keeps ``bins`` bins over the whole range seen so far.
+    the histogram keeps ``bins`` bins over the whole range seen so far. When the range
+    grows by ``bins/2`` or more at once (``k`` would exceed the bins on one side, or
+    overflow), the old range fits inside the two bins next to 0, the counts collapse
+    there, and the width becomes ``reach / (bins/2)`` (``reach / bins`` one-sided),
+    not a multiple of the old one: still no count is split.
+
+    NaN and ±inf have no bin: :meth:`add` refuses them (``ValueError``), as it refuses
+    quantiles outside [0, 1] (:meth:`quantile` never extrapolates).
 
     Parameters
     ----------
@@ -95,28 +102,42 @@ class Histogram:
         """Bin centres, shape ``(bins,)``."""
         return (np.arange(self.bins) - self.offset + 0.5) * self.width_
 
-    def add(self, values: NDArray[np.floating[Any]]) -> Self:
-        """Count finite ``values`` (magnitudes when one-sided; negative values then raise)."""
-        v = np.asarray(values, dtype=np.float64).ravel()
-        if not self.two_sided and v.size and v.min() < 0:
-            raise ValueError("a one-sided histogram counts magnitudes; got negative values")
-        reach = float(np.max(np.abs(v))) if v.size else 0.0  # largest magnitude in the batch
+    def add(self, values: ArrayLike) -> Self:
+        """Count ``values`` (magnitudes when one-sided); returns ``self``.
+
+        Raises ``ValueError`` for NaN or infinite values (they have no bin), for negative
+        values in a one-sided histogram, and for an empty array.
+        """
+        v = as_float_array(values, "values")
+        return self._add(v)
+
+    def _add(self, values: NDArray[np.floating[Any]], extremes: tuple[float, float] | None = None) -> Self:
+        """:meth:`add` for values already checked to be finite; ``extremes`` (a lower bound and
+        the maximum of ``values``), when the caller knows them, save two passes."""
+        v = np.asarray(values).ravel()
+        lo, hi = _extremes(v) if extremes is None else extremes
+        if not self.two_sided and lo < 0:
+            raise ValueError(f"a one-sided histogram counts magnitudes; got a negative value {lo:.6g}")
+        reach = max(-lo, hi)  # largest magnitude in the batch
         span = self.bins - self.offset  # bins on the positive side
         if reach > 0 and self.width_ == 0.0:
-            self.width_ = reach / span  # first non-zero batch: fit it exactly
+            self.width_ = max(reach / span, _TINY64)  # first non-zero batch: fit it exactly
         elif reach > span * self.width_:
-            k = math.ceil(reach / (span * self.width_))
+            ratio = reach / (span * self.width_)  # > 1; inf when the width is subnormal and reach huge
             old = np.arange(self.bins) - self.offset
+            if ratio < span:  # merge k consecutive bins: each old bin lies inside one new bin
+                k = math.ceil(ratio)
+                self.width_ *= k
+            else:  # the whole old range fits inside the two bins around 0: k need not be an integer
+                k = self.bins
+                self.width_ = reach / span
             self.counts_ = np.bincount(old // k + self.offset, weights=self.counts_, minlength=self.bins).astype(
                 np.float64
             )
-            self.width_ *= k
         if self.width_ == 0.0:  # only zeros so far: they belong to the bin starting at 0
             self.counts_[self.offset] += v.size
         else:
-            idx = np.floor(v / self.width_).astype(np.int64) + self.offset
-            np.clip(idx, 0, self.bins - 1, out=idx)  # the largest value sits on the top edge
-            self.counts_ += np.bincount(idx, minlength=self.bins)
+            self.counts_ += _bin_counts(v, self.width_, self.offset, self.bins, non_negative=lo >= 0)
         self.total_ += v.size
         return self
 
@@ -135,20 +156,78 @@ class Histogram:
         return np.diff(np.interp(pos, np.arange(self.bins + 1), cum))
 
     def quantile(self, q: float) -> float:
-        """Value below which a fraction ``q`` of the counts lie (linear inside a bin)."""
+        """Value below which a fraction ``q`` in [0, 1] of the counts lie (linear inside a bin).
+
+        Raises ``ValueError`` for ``q`` outside [0, 1] (no extrapolation) or an empty histogram.
+        """
+        if not isinstance(q, (int, float, np.floating, np.integer)) or isinstance(q, bool) or not 0 <= q <= 1:
+            raise ValueError(f"q must be a fraction in [0, 1]; got {q!r}")
+        if self.total_ == 0:
+            raise ValueError("the histogram is empty: add values before asking for a quantile")
         cum = np.cumsum(self.counts_)
-        target = q * self.total_
+        target = float(q) * self.total_
         i = int(np.searchsorted(cum, target, side="left"))
         i = min(i, self.bins - 1)
         before = cum[i - 1] if i > 0 else 0.0
         frac = (target - before) / self.counts_[i] if self.counts_[i] > 0 else 0.0
         return float(self.edges[i] + frac * self.width_)
 
+    def cdf_edge(self, q: float) -> float:
+        """ONNX Runtime's percentile rule: the lower edge of the first bin at which the
+        cumulative fraction ``cumsum(counts / total)`` reaches ``q`` (``q`` in [0, 1])."""
+        if not isinstance(q, (int, float, np.floating, np.integer)) or isinstance(q, bool) or not 0 <= q <= 1:
+            raise ValueError(f"q must be a fraction in [0, 1]; got {q!r}")
+        if self.total_ == 0:
+            raise ValueError("the histogram is empty: add values before asking for a quantile")
+        cdf = np.cumsum(self.counts_ / self.total_)
+        i = min(int(np.searchsorted(cdf, q)), self.bins)
+        return float(self.edges[i])
+
+
+_TINY64 = float(np.finfo(np.float64).tiny)
+
+
+def _extremes(v: NDArray[np.floating[Any]]) -> tuple[float, float]:
+    """(min, max) of a non-empty array, as floats."""
+    return float(v.min()), float(v.max())
+
+
+def _bin_counts(
+    v: NDArray[np.floating[Any]], width: float, offset: int, bins: int, *, non_negative: bool = False
+) -> NDArray[np.float64]:
+    """Counts of ``floor(v / width) + offset`` over ``[0, bins)``; values past the top edge go to the last bin.
+
+    For non-negative ``v`` the cast to integers truncates, which is the floor: two passes fewer.
+    """
+    counts = np.zeros(bins, dtype=np.int64)
+    n = min(v.size, _HIST_BLOCK)
+    quotient, idx = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.intp)  # work buffers, reused
+    for a in range(0, v.size, _HIST_BLOCK):  # cache-sized blocks: each pass reads what the last one wrote
+        m = min(_HIST_BLOCK, v.size - a)
+        q, i = quotient[:m], idx[:m]
+        np.divide(v[a : a + m], width, out=q, dtype=np.float64)  # in float64, as always
+        if non_negative:  # q >= 0: the cast's truncation is the floor
+            np.copyto(i, q, casting="unsafe")
+            np.minimum(i, bins - 1 - offset, out=i)  # the largest value sits on the top edge
+            if offset:
+                i += offset
+        else:
+            np.floor(q, out=q)
+            np.copyto(i, q, casting="unsafe")
+            i += offset
+            np.clip(i, 0, bins - 1, out=i)
+        counts += np.bincount(i, minlength=bins)
+    return counts.astype(np.float64)
+
+
+_HIST_BLOCK = 1 << 16  # 65,536 values: the float64 and index buffers (1 MiB) stay in L2
+
 
 class _Observer:
     """Shared machinery: settings, input checks, and the QParams of a range."""
 
     min_val_: Any  # float, or an array per channel
+    _batch: tuple[float, float]  # (min, max) of the batch being observed
     max_val_: Any
 
     def __init__(
@@ -171,7 +250,13 @@ class _Observer:
 
     def observe(self, x: ArrayLike) -> Self:
         """Update the statistics with a batch (NaN/inf raise ``ValueError``); returns ``self``."""
-        arr = as_float_array(x, "x")
+        arr = as_float_array(x, "x", check_finite=False)
+        # one min and one max per batch, shared by every observer; NaN propagates through both
+        # and inf shows in them, so finite extremes prove finite data (no separate isfinite pass)
+        lo, hi = _extremes(arr)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            require_finite(arr, "x")
+        self._batch = (lo, hi)
         self._update(arr)
         self.n_batches_ += 1
         return self
@@ -243,7 +328,7 @@ class MinMaxObserver(_Observer):
 
     def _batch_extremes(self, x: NDArray[np.floating[Any]]) -> tuple[Any, Any]:
         if self.axis is None:
-            return float(x.min()), float(x.max())
+            return self._batch
         if x.ndim == 0:
             raise ValueError("axis needs batches with at least one dimension; got a scalar")
         ax = check_axis(self.axis, x.ndim)
@@ -272,8 +357,12 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
     """Range = exponential moving averages of each batch's min and max.
 
     ``min_val_ ← min_val_ + c·(batch_min − min_val_)`` (the first batch sets it), as
-    PyTorch's observer of the same name does; one outlier batch moves the range by only
-    a fraction ``c`` of its excess.
+    PyTorch's observer of the same name does, and in its arithmetic: the state, ``c`` and
+    every operation are float32 (each of the subtraction, multiplication and addition
+    rounded to float32), so the range equals PyTorch's bit for bit on float32 data.
+    (float64 batches have their extremes rounded to float32 first; PyTorch would subtract
+    in float64 there.) One outlier batch moves the range by only a fraction ``c`` of its
+    excess.
 
     Parameters
     ----------
@@ -297,12 +386,17 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
     def _update(self, x: NDArray[np.floating[Any]]) -> None:
         lo, hi = self._batch_extremes(x)
-        if self.n_batches_ == 0:
-            self.min_val_, self.max_val_ = lo, hi
-            return
-        c = self.averaging_constant
-        self.min_val_ = self.min_val_ + c * (lo - self.min_val_)
-        self.max_val_ = self.max_val_ + c * (hi - self.max_val_)
+        lo32: Any = np.asarray(lo, dtype=np.float32)  # 0-d per tensor, (C,) per channel
+        hi32: Any = np.asarray(hi, dtype=np.float32)
+        if self.n_batches_:  # PyTorch's arithmetic: float32 throughout, c rounded to float32
+            c = np.float32(self.averaging_constant)
+            m0, m1 = np.asarray(self.min_val_, np.float32), np.asarray(self.max_val_, np.float32)
+            lo32 = m0 + c * (lo32 - m0)
+            hi32 = m1 + c * (hi32 - m1)
+        if self.axis is None:
+            self.min_val_, self.max_val_ = float(lo32), float(hi32)
+        else:
+            self.min_val_, self.max_val_ = np.asarray(lo32, np.float64), np.asarray(hi32, np.float64)
 
 
 class _HistogramObserver(_Observer):
@@ -317,8 +411,11 @@ class _HistogramObserver(_Observer):
         self.histogram_ = Histogram(bins, two_sided=not self.magnitudes)
 
     def _update(self, x: NDArray[np.floating[Any]]) -> None:
-        self.histogram_.add(np.abs(x) if self.magnitudes else x)
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = self._batch
+        if self.magnitudes:
+            self.histogram_._add(np.abs(x), (0.0, max(-lo, hi)))  # 0.0: a lower bound of |x| suffices
+        else:
+            self.histogram_._add(x, (lo, hi))
         first = self.n_batches_ == 0
         self.min_val_ = lo if first else min(self.min_val_, lo)
         self.max_val_ = hi if first else max(self.max_val_, hi)
@@ -331,11 +428,26 @@ class _HistogramObserver(_Observer):
         """
         h = self.histogram_
         offsets = (np.arange(sub) + 0.5) / sub - 0.5  # (sub,) positions inside a bin, in bin widths
-        points = (h.centers[:, None] + offsets * h.width_).ravel()  # (bins * sub,)
-        weights = np.repeat(h.counts_ / sub, sub)  # (bins * sub,)
-        grid = np.broadcast_to(points, (lo.size, points.size))  # (candidates, bins * sub); |x| when symmetric
-        err = grid - fake_quantize(grid, self._qparams_for(lo, hi))
-        return (err**2 @ weights) / h.total_  # (candidates,)
+        full = h.counts_ > 0  # empty bins add nothing: score only the P non-empty ones
+        points = (h.centers[full, None] + offsets * h.width_).ravel()  # (P * sub,)
+        weights = np.repeat(h.counts_[full] / sub, sub)  # (P * sub,)
+        qp = self._qparams_for(lo, hi)
+        scale, zp = qp.scale.astype(np.float64)[:, None], qp.zero_point.astype(np.float64)[:, None]  # (C, 1)
+        out = np.empty(lo.size)
+        step = max(1, (1 << 17) // max(points.size, 1))  # candidates per chunk: ~1 MiB of float64 stays in cache
+        for a in range(0, lo.size, step):
+            s, z = scale[a : a + step], zp[a : a + step]
+            # fake_quantize's float64 arithmetic ("divide"), step by step, bit for bit
+            w = points / s  # (chunk, P * sub)
+            np.rint(w, out=w)
+            w += z
+            np.clip(w, qp.qmin, qp.qmax, out=w)
+            w -= z
+            w *= s
+            np.subtract(points, w, out=w)  # the error
+            np.square(w, out=w)
+            out[a : a + step] = w @ weights
+        return out / h.total_  # (candidates,)
 
 
 class PercentileObserver(_HistogramObserver):
@@ -344,9 +456,31 @@ class PercentileObserver(_HistogramObserver):
     Parameters
     ----------
     percentile : float, default 99.99
-        In (0, 100]. Asymmetric: the range is ``[P_(100−p), P_p]``.
+        The share ``p`` of the data kept inside the range, in percent.
+    bits, symmetric, ...
+        As in :class:`MinMaxObserver`.
+    convention : {"onnxruntime", "each_tail"}, default "onnxruntime"
+        How an asymmetric range cuts the tails. ``"onnxruntime"`` cuts ``(100 − p)/2``
+        percent on *each* side, ``[P_((100−p)/2), P_(100−(100−p)/2)]``, with ONNX Runtime's
+        rule for reading a percentile off the histogram (the lower edge of the bin where
+        the cumulative fraction reaches it, see :meth:`Histogram.cdf_edge`), as
+        ``onnxruntime.quantization.calibrate.HistogramCollector`` does; ``p`` in (0, 100].
+        ``"each_tail"`` cuts ``100 − p`` percent on each side, ``[P_(100−p), P_p]``
+        (interpolated inside a bin), and needs ``p`` in (50, 100] so that the range is not
+        empty or inverted. Symmetric ranges are ``[−t, t]`` with ``t = P_p(|x|)``
+        (interpolated) under both conventions.
     bins : int, default 2048
         Histogram bins; the percentile is exact to within one bin width.
+
+    Raises
+    ------
+    ValueError
+        If ``percentile`` or ``convention`` is outside the allowed values.
+
+    Notes
+    -----
+    Both ends are clamped to the observed ``[min, max]``, so constant data give the
+    range ``[c, c]`` (which :func:`qlearn.qparams_from_range` widens to include 0).
 
     Examples
     --------
@@ -354,22 +488,55 @@ class PercentileObserver(_HistogramObserver):
     >>> lo, hi = PercentileObserver(percentile=99.0, symmetric=True).observe(x).compute_range()
     >>> round(hi)
     9900
+    >>> o = PercentileObserver(percentile=98.0).observe(x)  # ONNX Runtime: 1 % off each side
+    >>> [round(v, -2) for v in o.compute_range()]
+    [100.0, 9900.0]
+    >>> o = PercentileObserver(percentile=98.0, convention="each_tail").observe(x)  # 2 % off each side
+    >>> [round(v, -2) for v in o.compute_range()]
+    [200.0, 9800.0]
     """
 
-    def __init__(self, percentile: float = 99.99, bits: int = 8, symmetric: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        percentile: float = 99.99,
+        bits: int = 8,
+        symmetric: bool = False,
+        *,
+        convention: str = "onnxruntime",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(bits, symmetric, **kwargs)
-        if not 0 < percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100]; got {percentile}")
-        self.percentile = percentile
+        if convention not in _CONVENTIONS:
+            raise ValueError(f"convention must be one of {', '.join(map(repr, _CONVENTIONS))}; got {convention!r}")
+        if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.integer, np.floating)):
+            raise TypeError(f"percentile must be a number; got {percentile!r}")
+        low = 50 if convention == "each_tail" and not symmetric else 0
+        if not low < percentile <= 100:
+            raise ValueError(
+                f"percentile must be in ({low}, 100] (convention {convention!r}, symmetric={symmetric}): a smaller "
+                f"one would leave an empty or inverted range; got {percentile}"
+            )
+        self.percentile = float(percentile)
+        self.convention = convention
 
     def _range(self) -> Range:
-        q = self.percentile / 100
+        h, q = self.histogram_, self.percentile / 100
+        if h.width_ == 0.0:  # only zeros
+            return 0.0, 0.0
         if self.symmetric:
-            t = min(self.histogram_.quantile(q), max(-self.min_val_, self.max_val_))
+            t = min(h.quantile(q), max(-self.min_val_, self.max_val_))
             return -t, t
-        lo = max(self.histogram_.quantile(1 - q), self.min_val_)
-        hi = min(self.histogram_.quantile(q), self.max_val_)
+        if self.convention == "onnxruntime":
+            cut = (100.0 - self.percentile) / 200.0  # each side, as a fraction
+            lo, hi = h.cdf_edge(cut), h.cdf_edge(1.0 - cut)
+        else:
+            lo, hi = h.quantile(1 - q), h.quantile(q)
+        lo = min(max(lo, self.min_val_), self.max_val_)  # inside [min, max]: constant data give [c, c]
+        hi = max(min(hi, self.max_val_), lo)
         return lo, hi
+
+
+_CONVENTIONS = ("onnxruntime", "each_tail")
 
 
 class MSEObserver(_HistogramObserver):
@@ -459,8 +626,10 @@ class EntropyObserver(_HistogramObserver):
             raise ValueError(f"bins must be at least the number of levels {self.levels}; got {bins}")
 
     def _update(self, x: NDArray[np.floating[Any]]) -> None:
-        if self.signed is False and x.min() < 0:
-            raise ValueError(f"EntropyObserver(signed=False) is for non-negative data; got a minimum of {x.min():.6g}")
+        if self.signed is False and self._batch[0] < 0:
+            raise ValueError(
+                f"EntropyObserver(signed=False) is for non-negative data; got a minimum of {self._batch[0]:.6g}"
+            )
         super()._update(x)
         self.amax_ = max(-self.min_val_, self.max_val_)
 
@@ -508,7 +677,7 @@ class EntropyObserver(_HistogramObserver):
             return 0.0, 0.0
         cand, kl = self.divergences()
         best = cand.size - 1 - int(np.argmin(kl[::-1]))  # the last minimum
-        t = float(cand[best] * self.amax_ / self.bins)
+        t = float(self.amax_ / self.bins * cand[best])  # divide first: no overflow near the float64 limit
         return (0.0 if self.signed is False else -t), t
 
 
@@ -558,7 +727,7 @@ class CrossEntropyObserver(_Observer):
             raise ValueError(f"every batch must have {self.rows_.shape[1]} classes; got {rows.shape[1]}")
         kept = rows if self.n_batches_ == 0 else np.concatenate([self.rows_, rows])
         self.rows_ = kept[: self.max_rows]
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = self._batch
         self.min_val_ = lo if self.n_batches_ == 0 else min(self.min_val_, lo)
         self.max_val_ = hi if self.n_batches_ == 0 else max(self.max_val_, hi)
 

@@ -22,7 +22,8 @@ from qlearn.qparams import PerAxis, PerGroup, QParams
 
 _BLOCK = 1 << 18  # 262,144 values (1 MiB of float32): large enough to amortise the
 # per-call overhead of the six numpy calls per block, small enough to stay in L2/L3 (measured: 2^16-2^20)
-_METHODS = ("divide", "fma", "mul_add")
+_METHODS = ("divide", "fma", "mul", "mul_add")
+_EXACT_F32 = 2**24  # integers up to 2^24 are exact in float32; wider ranges clamp in float64
 
 
 def _check_qp(qp: Any) -> QParams:
@@ -70,6 +71,37 @@ _THREADS = min(os.cpu_count() or 1, 8)
 _POOL: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    """In a forked child the parent's worker threads do not exist: start a new pool on demand."""
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _fma32(x: NDArray[np.float32], inv: Any, zp: Any) -> NDArray[np.float32]:
+    """``float32(x * inv + zp)`` rounded once, as a float32 fused multiply-add.
+
+    ``x * inv`` of two float32 numbers is exact in float64. The float64 sum ``s`` and its
+    exact error ``e`` (Knuth's TwoSum) give the sum rounded *to odd* (where ``e != 0`` and
+    ``s`` has an even last bit, step one float64 ulp towards ``e``); rounding that to
+    float32 is then the correctly rounded result, since float64 carries more than
+    24 + 2 bits (Boldo and Melquiond's round-to-odd theorem).
+    """
+    a = np.multiply(x, inv, dtype=np.float64)  # exact: 24-bit x 24-bit significands
+    b = np.asarray(zp, dtype=np.float64)[()]
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)  # a + b - s, exactly
+    fix = (e != 0) & ((s.view(np.int64) & 1) == 0)
+    if fix.any():
+        s[fix] = np.nextafter(s[fix], np.where(e[fix] > 0, np.inf, -np.inf))
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, clamped by the caller
+        out: NDArray[np.float32] = s.astype(np.float32)
+    return out
+
+
 def _map_blocks(
     kernel: Callable[[slice, NDArray[Any] | None], None], n: int, per_tensor: bool, work_dtype: DTypeLike
 ) -> None:
@@ -111,15 +143,17 @@ def quantize(x: ArrayLike, qp: QParams, *, method: str = "divide") -> NDArray[np
         Values to quantize; finite, not empty, not modified.
     qp : QParams
         Scale, zero point, integer range and granularity (see :func:`choose_qparams`).
-    method : {"divide", "fma", "mul_add"}, default "divide"
+    method : {"divide", "fma", "mul", "mul_add"}, default "divide"
         The floating-point arithmetic before rounding. ``"divide"``: ``x / scale`` rounded
-        once, then ``+ zero_point`` (the textbook map). The other two reproduce PyTorch's
-        x86 CPU kernels bit for bit, in float32: ``"fma"`` computes ``x * (1/scale) +
-        zero_point`` with one rounding (a fused multiply-add, as ``torch.quantize_per_tensor``
-        does through FBGEMM); ``"mul_add"`` rounds after the multiplication and again after
-        the addition (as ``torch.quantize_per_channel`` does). They differ from
-        ``"divide"`` by one code for roughly one value in 10^5, where ``x / scale`` lies
-        within a rounding error of a half-integer.
+        once, then ``+ zero_point`` (the textbook map). The other three reproduce PyTorch's
+        x86 CPU kernels bit for bit, in float32, with ``inv = float32(1 / scale)``:
+        ``"fma"`` computes ``x * inv + zero_point`` rounded once (a fused multiply-add, as
+        ``torch.quantize_per_tensor`` does through FBGEMM; emulated exactly, see Notes);
+        ``"mul"`` rounds ``x * inv`` to float32, rounds that to an integer and adds
+        ``zero_point`` (``torch.fake_quantize_per_tensor_affine``); ``"mul_add"`` rounds after
+        the multiplication and again after the addition (``torch.quantize_per_channel``).
+        They differ from ``"divide"`` by one code for roughly one value in 10^5, where
+        ``x / scale`` lies within a rounding error of a half-integer.
 
     Returns
     -------
@@ -140,7 +174,11 @@ def quantize(x: ArrayLike, qp: QParams, *, method: str = "divide") -> NDArray[np
               q_{min},\\; q_{max}\\right)
 
     where :math:`\\lfloor\\cdot\\rceil` rounds half to even (``np.rint``, like C's
-    ``nearbyint``). Computed in float32 for float32 input and float64 otherwise.
+    ``nearbyint``). Computed in float32 for float32 input and float64 otherwise; when
+    ``qmin`` or ``qmax`` exceeds :math:`2^{24}` in magnitude (32-bit codes, which float32
+    cannot hold exactly) the shift by ``zero_point`` and the clamp run in float64.
+    ``"fma"`` forms the product exactly in float64 and rounds the sum to float32 once,
+    through round-to-odd (Boldo and Melquiond), so it equals a hardware FMA bit for bit.
 
     Examples
     --------
@@ -165,19 +203,27 @@ def quantize(x: ArrayLike, qp: QParams, *, method: str = "divide") -> NDArray[np
     flat_x = view.reshape(-1) if per_tensor else view
     flat_out = out.reshape(-1) if per_tensor else out
 
+    wide = max(-qp.qmin, qp.qmax) > _EXACT_F32 and ctype == np.float32  # qmin, qmax not exact in float32
+
     def kernel(sl: slice, work: NDArray[np.floating[Any]] | None) -> None:
         xb, w = flat_x[sl], None if work is None else work[: flat_x[sl].size]
         if method == "divide":
             w = np.divide(xb, scale_c, out=w)  # xb is already ctype; no dtype= (it slows the loop)
             np.rint(w, out=w)
-            np.add(w, zp_c, out=w)
+        elif method == "mul":
+            w = np.multiply(xb, inv, out=w, dtype=np.float32)
+            np.rint(w, out=w)
         elif method == "mul_add":
             w = np.multiply(xb, inv, out=w, dtype=np.float32)
             np.add(w, zp_c, out=w)
             np.rint(w, out=w)
-        else:  # fma: float32 x * inv is exact in float64, so one rounding to float32 is the fused op
-            w = (np.multiply(xb, inv, dtype=np.float64) + zp_c).astype(np.float32)
+        else:
+            w = _fma32(xb, inv, zp_c)
             np.rint(w, out=w)
+        if wide:  # the shift and the clamp in float64, where every int32 is exact
+            w = w.astype(np.float64)
+        if method in ("divide", "mul"):
+            np.add(w, zp_c if not wide else np.asarray(zero_point, np.float64)[()], out=w)
         # two reductions over the cached block find values to clamp and also NaN and inf
         # (a comparison with NaN is False); the clip runs only when something is out of range
         if not (w.min() >= qp.qmin and w.max() <= qp.qmax):
@@ -272,8 +318,10 @@ def fake_quantize(x: ArrayLike, qp: QParams, *, method: str = "divide") -> NDArr
         Values; finite, not empty, not modified.
     qp : QParams
         Quantization parameters.
-    method : {"divide", "fma", "mul_add"}, default "divide"
-        As in :func:`quantize`.
+    method : {"divide", "fma", "mul", "mul_add"}, default "divide"
+        As in :func:`quantize`; ``"mul"`` reproduces ``torch.fake_quantize_per_tensor_affine``
+        bit for bit (``rint(float32(x * float32(1/s))) + z``, clamped, then ``(q - z) * s``
+        in float32).
 
     Returns
     -------

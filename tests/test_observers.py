@@ -4,6 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from oracles import require
 
 import qlearn as ql
 from qlearn.observers import (
@@ -86,10 +90,12 @@ def test_histogram_all_zeros_then_data():
 
 
 # --- percentile ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("symmetric", [False, True])
-def test_percentile_close_to_numpy(rng, symmetric):
+@pytest.mark.parametrize(
+    ("symmetric", "convention"), [(False, "onnxruntime"), (False, "each_tail"), (True, "each_tail")]
+)
+def test_percentile_close_to_numpy(rng, symmetric, convention):
     x = rng.laplace(size=200_000)
-    o = PercentileObserver(percentile=99.9, symmetric=symmetric)
+    o = PercentileObserver(percentile=99.9, symmetric=symmetric, convention=convention)
     for b in batches(x, 8):
         o.observe(b)
     lo, hi = o.compute_range()
@@ -97,8 +103,12 @@ def test_percentile_close_to_numpy(rng, symmetric):
     if symmetric:
         assert hi == pytest.approx(np.percentile(np.abs(x), 99.9), abs=width) and lo == -hi
     else:
-        assert lo == pytest.approx(np.percentile(x, 0.1), abs=width)
-        assert hi == pytest.approx(np.percentile(x, 99.9), abs=width)
+        cut = 0.05 if convention == "onnxruntime" else 0.1  # percent cut off each side
+        # ONNX Runtime's rule reads the lower edge of a bin (up to one width off) and counts the
+        # order statistic one further than np.percentile's interpolation: two widths
+        tol = 2 * width if convention == "onnxruntime" else width
+        assert lo == pytest.approx(np.percentile(x, cut), abs=tol)
+        assert hi == pytest.approx(np.percentile(x, 100 - cut), abs=tol)
 
 
 def test_percentile_barely_depends_on_batch_order(rng):
@@ -241,3 +251,160 @@ def test_bad_settings():
         EntropyObserver(bits=8, bins=64)
     with pytest.raises(ValueError, match="bins must be an integer >= 2"):
         Histogram(bins=3, two_sided=True)
+
+
+# --- issue 9: ONNX Runtime's conventions, edge cases of the histogram ---------------------------
+def ort_collect(method, symmetric, num_bins, num_quantized_bins, percentile, batches_):
+    import contextlib
+    import io
+
+    calibrate = require("onnxruntime.quantization.calibrate")
+    c = calibrate.HistogramCollector(method, symmetric, num_bins, num_quantized_bins, percentile, "same")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
+        for b in batches_:
+            c.collect({"x": b})
+        result = c.compute_collection_result()["x"]
+    return float(result[0]), float(result[1])
+
+
+@pytest.mark.parametrize("kind", ["normal", "laplace", "relu"])
+@pytest.mark.parametrize("percentile", [99.99, 99.9, 99.0, 90.0])
+def test_percentile_equals_onnxruntime(rng, kind, percentile):
+    x = {"normal": rng.standard_normal(100_000), "laplace": rng.laplace(size=100_000),
+         "relu": np.maximum(rng.standard_normal(100_000), 0)}[kind].astype(np.float32)  # fmt: skip
+    ort_lo, ort_hi = ort_collect("percentile", False, 2048, 128, percentile, [x])
+    o = PercentileObserver(percentile).observe(x)
+    lo, hi = o.compute_range()
+    # the same 2048 bins over [-max|x|, max|x|] and the same rule: equal up to float32 edges
+    amax = float(np.abs(x).max())
+    assert lo == pytest.approx(ort_lo, abs=1e-6 * amax) and hi == pytest.approx(ort_hi, abs=1e-6 * amax)
+    # the other convention cuts twice as much off each side: clearly another range on bell-shaped data
+    each = PercentileObserver(percentile, convention="each_tail").observe(x).compute_range()
+    if kind != "relu":
+        assert each[1] < hi - 3 * o.histogram_.width_
+
+
+@pytest.mark.parametrize("percentile", [99.99, 99.0])
+def test_symmetric_percentile_near_onnxruntime(rng, percentile):
+    x = rng.standard_t(4, 100_000).astype(np.float32)
+    _, ort_hi = ort_collect("percentile", True, 2048, 128, percentile, [x])
+    o = PercentileObserver(percentile, symmetric=True).observe(x)
+    # ONNX Runtime's |x| histogram spans [min|x|, max|x|] and reads a bin edge: one bin apart at most
+    assert o.compute_range()[1] == pytest.approx(ort_hi, abs=o.histogram_.width_ * 1.01)
+
+
+def test_onnxruntime_default_entropy_is_min_max(rng):
+    calibrate = require("onnxruntime.quantization.calibrate")
+    import inspect
+
+    defaults = inspect.signature(calibrate.EntropyCalibrater.__init__).parameters
+    num_bins, num_quantized = defaults["num_bins"].default, defaults["num_quantized_bins"].default
+    assert (num_bins, num_quantized) == (128, 128)
+    for x in (rng.standard_normal(50_000), rng.standard_t(3, 50_000), np.maximum(rng.standard_normal(50_000), 0)):
+        x = x.astype(np.float32)
+        lo, hi = ort_collect("entropy", True, num_bins, num_quantized, 99.99, [x])
+        # one candidate only, the full histogram, clamped to [min, max]: the min-max range
+        assert (lo, hi) == MinMaxObserver().observe(x).compute_range()
+
+
+def test_percentile_constant_data_and_bad_percentiles():
+    for c in (3.0, -2.0, 0.0):
+        for sym in (False, True):
+            for conv in ("onnxruntime", "each_tail"):
+                o = PercentileObserver(99.0, symmetric=sym, convention=conv).observe(np.full(1000, c))
+                lo, hi = o.compute_range()
+                assert lo <= hi
+                if not sym:
+                    assert (lo, hi) == (c, c)
+                assert isinstance(o.compute_qparams(), ql.QParams)
+    for bad in (50.0, 10.0, 0.0):
+        with pytest.raises(ValueError, match=r"percentile must be in \(50, 100\]"):
+            PercentileObserver(bad, convention="each_tail")
+    PercentileObserver(10.0)  # ONNX Runtime's convention cuts 45 % off each side: a valid range
+    for bad in (0.0, -1.0, 100.5, float("nan")):
+        with pytest.raises(ValueError, match=r"percentile must be in \(0, 100\]"):
+            PercentileObserver(bad)
+    with pytest.raises(ValueError, match="convention must be one of"):
+        PercentileObserver(99.0, convention="tensorrt")
+    with pytest.raises(TypeError, match="percentile must be a number"):
+        PercentileObserver("99")
+
+
+@pytest.mark.parametrize("cls", [PercentileObserver, MSEObserver, EntropyObserver])
+@pytest.mark.parametrize(
+    ("tiny", "huge"), [(1e-30, 1e30), (1e-40, 1e38), (1e-45, 1e37), (1e-300, 1e300), (5e-324, 1e308)]
+)
+def test_histogram_observers_survive_a_huge_range_jump(cls, tiny, huge):
+    o = cls().observe(np.array([tiny, -tiny, 0.0])).observe(np.array([huge, -huge / 2, 1.0]))
+    h = o.histogram_
+    assert h.total_ == 6 and h.counts_.sum() == 6
+    if huge < 3.4e38:  # a range float32 can hold
+        lo, hi = o.compute_range()
+        assert np.isfinite(lo) and np.isfinite(hi) and lo <= hi
+        assert isinstance(o.compute_qparams(), ql.QParams)
+    else:  # no float32 scale exists: refused with a sentence, never an OverflowError
+        with pytest.raises(ValueError, match="finite|float32"):
+            o.compute_qparams()
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_histogram_huge_jump_keeps_counts_exact(two_sided):
+    h = Histogram(bins=8, two_sided=two_sided).add(np.array([1e-300, 2e-300]))
+    h.add(np.array([1e300]))
+    assert h.counts_.sum() == 3 and h.counts_[-1] == 1 and h.counts_[h.offset] == 2
+    assert h.edges[-1] >= 1e300
+
+
+def test_histogram_refuses_nan_inf_and_bad_quantiles():
+    h = Histogram(bins=8)
+    for bad in (np.array([1.0, np.nan]), np.array([np.inf]), np.array([-np.inf, 1.0])):
+        with pytest.raises(ValueError, match="finite"):
+            Histogram(bins=8, two_sided=True).add(bad)
+    with pytest.raises(ValueError, match="empty"):
+        h.quantile(0.5)
+    h.add(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert h.counts_.sum() == 4 and h.counts_[0] == 0  # nothing counted in bin 0 by the refused calls
+    assert h.quantile(0.0) == 0.0 and h.quantile(1.0) == h.edges[-1]
+    for q in (-0.1, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match=r"q must be a fraction in \[0, 1\]"):
+            h.quantile(q)
+    with pytest.raises(ValueError, match="magnitudes"):
+        h.add(np.array([-1.0]))
+
+
+def test_moving_average_is_pytorch_bit_for_bit(rng):
+    torch = require("torch")
+    ao = require("torch.ao.quantization")
+    import warnings
+
+    mismatches = 0
+    for _ in range(200):
+        c = float(rng.choice([0.01, 0.1, 0.3, 1 / 3, rng.uniform(0.001, 1)]))
+        xs = [(rng.standard_normal(int(rng.integers(1, 64))) * rng.uniform(0.01, 100)).astype(np.float32)
+              for _ in range(int(rng.integers(2, 12)))]  # fmt: skip
+        ours = MovingAverageMinMaxObserver(averaging_constant=c)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = ao.MovingAverageMinMaxObserver(averaging_constant=c)
+            for b in xs:
+                ours.observe(b)
+                theirs(torch.from_numpy(b))
+        mismatches += ours.compute_range() != (float(theirs.min_val), float(theirs.max_val))
+    assert mismatches == 0
+
+
+@given(
+    data=hnp.arrays(np.float64, st.integers(1, 200), elements=st.floats(-1e6, 1e6)),
+    bins=st.sampled_from([2, 4, 16, 2048]),
+    two_sided=st.booleans(),
+    magnitudes=st.booleans(),
+)
+def test_histogram_counts_equal_the_floor_reference(data, bins, two_sided, magnitudes):
+    # the truncating fast path for non-negative batches must bin exactly like floor(v / width)
+    v = np.abs(data) if magnitudes or not two_sided else data
+    h = Histogram(bins=bins, two_sided=two_sided).add(v)
+    if h.width_ == 0.0:
+        assert h.counts_[h.offset] == v.size
+        return
+    idx = np.clip(np.floor(v / h.width_).astype(np.int64) + h.offset, 0, bins - 1)
+    np.testing.assert_array_equal(h.counts_, np.bincount(idx, minlength=bins))

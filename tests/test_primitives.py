@@ -1,5 +1,7 @@
 """quantize, dequantize and fake_quantize."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -137,7 +139,7 @@ arrays32 = hnp.arrays(
 schemes = st.fixed_dictionaries({"bits": st.integers(2, 16), "symmetric": st.booleans(), "narrow": st.booleans()})
 
 
-@given(x=arrays32, scheme=schemes, method=st.sampled_from(["divide", "fma", "mul_add"]))
+@given(x=arrays32, scheme=schemes, method=st.sampled_from(["divide", "fma", "mul", "mul_add"]))
 def test_codes_within_range_and_error_bounded(x, scheme, method):
     qp = ql.choose_qparams(x, **scheme)
     before = x.copy()
@@ -217,7 +219,7 @@ def test_quantize_bad_input():
         ql.quantize(np.array([]), QP4)
     with pytest.raises(TypeError, match="real numbers"):
         ql.quantize(np.array(["1"]), QP4)
-    with pytest.raises(ValueError, match="method must be one of 'divide', 'fma', 'mul_add'; got 'round'"):
+    with pytest.raises(ValueError, match="method must be one of 'divide', 'fma', 'mul', 'mul_add'; got 'round'"):
         ql.quantize(np.ones(2), QP4, method="round")
     with pytest.raises(TypeError, match="qp must be a QParams .* got dict"):
         ql.quantize(np.ones(2), {"scale": 1.0})
@@ -247,3 +249,102 @@ def test_dequantize_bad_input():
         ql.dequantize(np.array([], dtype=np.uint8), QP4)
     with pytest.raises(TypeError, match="floating-point dtype .* got int32"):
         ql.dequantize(np.array([1], dtype=np.uint8), QP4, dtype=np.int32)
+
+
+# --- issue 9: exact single rounding, 32-bit ranges, fork safety ------------------------------
+# x * inv = P * 2^-47 with P = 2^46 - 2^30 - 1 (a 48-bit product of two 24-bit significands, found by
+# trial division): x * inv + 129 lies just below the float32 midpoint 129.5 - 2^-17, closer to it than
+# half a float64 ulp, so rounding to float64 and then to float32 lands on 129.5 (tie to even -> 130)
+# while a single rounding gives 129.5 - 2^-16 (-> 129)
+ADVERSARIAL_FMA = [(11506049, 6115711, 47), (8511266, 16535183, 48)]
+
+
+def scale_with_inverse(inv):
+    """A float32 scale s with float32(1 / s) == inv."""
+    s = np.float32(1) / inv
+    for c in (s, np.nextafter(s, np.float32(1)), np.nextafter(s, np.float32(0))):
+        if np.float32(1) / c == inv:
+            return c
+    raise AssertionError("no float32 scale has this inverse")
+
+
+@pytest.mark.parametrize(("x_int", "inv_int", "k"), ADVERSARIAL_FMA)
+def test_fma_rounds_once_on_a_double_rounding_trap(x_int, inv_int, k):
+    inv, x = np.float32(inv_int * 2.0**-24), np.float32(x_int * 2.0 ** -(k - 24))
+    assert x_int * inv_int == 2 ** (k - 1) - 2 ** (k - 17) - (1 if k == 47 else 2)  # the construction
+    qp = QParams(scale=scale_with_inverse(inv), zero_point=129, qmin=0, qmax=255)
+    xs = np.array([x, -x, x], dtype=np.float32)
+    twice = np.rint((xs.astype(np.float64) * np.float64(inv) + 129).astype(np.float32))
+    assert twice[0] == 130  # rounding to float64 first would give this
+    exact = [rint_fraction(round_f32(Fraction(float(v)) * Fraction(float(inv)) + 129)) for v in xs]
+    assert exact[0] == 129  # the exact rational reference: one rounding, then half to even
+    np.testing.assert_array_equal(ql.quantize(xs, qp, method="fma"), exact)
+
+
+def test_fma_agrees_with_an_exact_rational_reference(rng):
+    # random near-ties: x * inv + z within a few float32 ulps of a half-integer
+    s = np.float32(0.0371234)
+    inv = np.float32(1) / s
+    k = rng.integers(-120, 120, 4000)
+    x = ((k + 0.5) / np.float64(inv)).astype(np.float32)
+    x = np.concatenate([x, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))])
+    qp = QParams(scale=s, zero_point=117, qmin=0, qmax=255)
+    got = ql.quantize(x, qp, method="fma")
+    expected = [min(max(rint_fraction(round_f32(Fraction(float(v)) * Fraction(float(inv)) + 117)), 0), 255) for v in x]
+    np.testing.assert_array_equal(got, expected)
+
+
+def round_f32(v):
+    """Round a Fraction to the nearest float32 (ties to even), exactly."""
+    if v == 0:
+        return Fraction(0)
+    sign, a = (1, v) if v > 0 else (-1, -v)
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    while Fraction(2) ** e > a:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= a:
+        e += 1
+    ulp = Fraction(2) ** (max(e, -126) - 23)
+    return sign * rint_fraction(a / ulp) * ulp
+
+
+def rint_fraction(v):
+    """Round a Fraction half to even."""
+    f = v.numerator // v.denominator
+    r = v - f
+    return f + (1 if r > Fraction(1, 2) or (r == Fraction(1, 2) and f % 2) else 0)
+
+
+@pytest.mark.parametrize("method", ["divide", "fma", "mul", "mul_add"])
+def test_int32_range_clamps_exactly(method):
+    # float32 cannot hold 2^31 - 1: clamping in float32 would give 2^31, which wraps to -2^31 in int32
+    qp = QParams(scale=1.0, zero_point=0, qmin=-(2**31), qmax=2**31 - 1)
+    x = np.array([3e9, -3e9, 2**31, 1.5, -2.5, 0.0], dtype=np.float32)
+    np.testing.assert_array_equal(ql.quantize(x, qp, method=method), [2**31 - 1, -(2**31), 2**31 - 1, 2, -2, 0])
+    qz = QParams(scale=1.0, zero_point=2**30 + 1, qmin=-(2**31), qmax=2**31 - 1)  # a zero point float32 rounds
+    got = ql.quantize(np.array([0.0, 4.0, 2**30], dtype=np.float32), qz, method="divide")
+    np.testing.assert_array_equal(got, [2**30 + 1, 2**30 + 5, 2**31 - 1])
+    big = np.full(3 * _BLOCK, 5e9, dtype=np.float32)  # the blocked path too
+    assert np.all(ql.quantize(big, qp, method=method) == 2**31 - 1)
+
+
+def _quantize_large_in_child(queue):
+    x = np.arange(8 * _BLOCK, dtype=np.float32)
+    queue.put(int(ql.quantize(x, ql.QParams(scale=1.0, zero_point=0, qmin=0, qmax=255))[-1]))
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_threaded_path_survives_fork():
+    import multiprocessing
+
+    ql.quantize(np.zeros(8 * _BLOCK, dtype=np.float32), QP4)  # the parent's pool now exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_quantize_large_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():  # deadlocked on the parent's dead pool
+        child.kill()
+        child.join()
+        pytest.fail("a process forked after a large quantize call hung in its own next large call")
+    assert child.exitcode == 0 and queue.get(timeout=5) == 255
