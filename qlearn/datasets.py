@@ -74,7 +74,10 @@ class DigitsSplits:
 @functools.cache
 def _digits() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """All 1,797 digits as read-only ``(X, y)``: X float32 in [0, 1], y int64."""
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]  # lazy: needed only here
+    try:  # lazy: needed only here
+        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+    except ImportError as err:
+        raise ImportError("qlearn.datasets needs scikit-learn for the digits data: pip install 'qlearn[data]'") from err
 
     data = load_digits()
     X = (np.asarray(data.data, dtype=np.float64) / _MAX_PIXEL).astype(np.float32)  # (1797, 64), exact k/16

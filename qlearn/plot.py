@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib as mpl
-import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
-from matplotlib.axes import Axes
+
+try:
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.axes import Axes
+except ImportError as err:  # the numpy core works without them
+    raise ImportError("qlearn.plot needs matplotlib and seaborn: pip install 'qlearn[plot]'") from err
 from numpy.typing import ArrayLike
 
 from qlearn._checks import as_float_array

@@ -53,21 +53,60 @@ def test_no_warnings_errors_or_paths_in_outputs(path):
             assert not re.search(r"(/work/|/home/|/tmp/|/root/|site-packages)", text), f"{path.name}: a path in outputs"
 
 
-COLAB_PIN = re.compile(r'"qlearn @ git\+(?P<url>\S+?)@v(?P<version>[^"]+)"')
+sys.path.insert(0, str(ROOT / ".ci"))
+from sync_install_cell import install_cell  # noqa: E402  (the canonical cell, from _config.yml)
+
+REF = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["branch"]
+
+
+def test_the_ref_is_main_or_the_tag_of_this_version():
+    assert REF in ("main", f"v{qlearn.__version__}"), (
+        f"_config.yml repository.branch is {REF!r}: use 'main', or 'v{qlearn.__version__}' in a release (README)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_first_cell_installs_pinned_qlearn_only_in_colab(path):
-    source = "".join(code_cells(path)[0]["source"])
-    assert 'if "google.colab" in sys.modules:' in source, f"{path.name}: the first code cell must be the Colab cell"
-    tags = code_cells(path)[0].get("metadata", {}).get("tags", [])
-    assert "remove-cell" in tags, f"{path.name}: tag the Colab cell remove-cell (it is for Colab, not the site)"
-    match = COLAB_PIN.search(source)
-    assert match, f"{path.name}: the Colab cell must install qlearn from the repository, pinned to a version"
-    assert match["url"] == REPO_URL, f"{path.name}: installs from {match['url']}, _config.yml says {REPO_URL}"
-    assert match["version"] == qlearn.__version__, (
-        f"{path.name}: pins v{match['version']}, qlearn is {qlearn.__version__}"
+def test_first_cell_installs_qlearn_from_the_launch_ref_only_in_colab(path):
+    first = code_cells(path)[0]
+    source = "".join(first["source"])
+    assert source == install_cell(), (
+        f"{path.name}: the first code cell is not the canonical Colab install cell for "
+        f"{REPO_URL}@{REF}; run `.venv/bin/python .ci/sync_install_cell.py {path.relative_to(ROOT)}`"
+    )
+    assert "remove-cell" in first.get("metadata", {}).get("tags", []), (
+        f"{path.name}: tag the Colab cell remove-cell (it is for Colab, not the site)"
     )
     # outside Colab the cell does nothing: it runs, prints nothing and installs nothing
     run = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout == "" and run.stderr == ""
+
+
+MAX_CODE_LINE = 80  # what the code box shows at 1280 px (tests/test_rendering.py measures it)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_lines_fit_the_code_box(path):
+    long = [
+        (i, line)
+        for i, cell in enumerate(code_cells(path))
+        for line in "".join(cell["source"]).splitlines()
+        if len(line) > MAX_CODE_LINE
+    ]
+    assert not long, (
+        f"{path.name}: {len(long)} code lines longer than {MAX_CODE_LINE} characters, e.g. "
+        f"code cell {long[0][0]}: {long[0][1]!r}"
+    )
+
+
+def test_api_index_lists_every_public_name():
+    sys.path.insert(0, str(ROOT / ".ci"))
+    import api_index
+
+    text = (ROOT / "book" / "api" / "index.md").read_text()
+    missing = [
+        f"{module}.{name}"
+        for module in api_index.public_modules()
+        for name in getattr(__import__("importlib").import_module(module), "__all__", [])
+        if name != "__version__" and not re.search(rf"(`|\.|~){re.escape(name)}`", text)
+    ]
+    assert not missing, f"book/api/index.md misses {missing[:10]}; run `.venv/bin/python .ci/api_index.py`"
