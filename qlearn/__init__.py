@@ -8,7 +8,7 @@
 array([  0,  64,  96, 255], dtype=uint8)
 """
 
-from qlearn import datasets, integer, nn, observers, ptq
+from qlearn import datasets, formats, integer, lm, nn, observers, ptq, rescue, stats, weightonly
 from qlearn.metrics import error_split, max_abs_error, mse, sqnr_db
 from qlearn.primitives import dequantize, fake_quantize, quantize
 from qlearn.qparams import (
@@ -23,7 +23,7 @@ from qlearn.qparams import (
     qrange,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> object:
@@ -48,7 +48,9 @@ __all__ = [
     "dequantize",
     "error_split",
     "fake_quantize",
+    "formats",
     "integer",
+    "lm",
     "max_abs_error",
     "mse",
     "nn",
@@ -57,5 +59,8 @@ __all__ = [
     "qparams_from_range",
     "qrange",
     "quantize",
+    "rescue",
     "sqnr_db",
+    "stats",
+    "weightonly",
 ]
