@@ -463,7 +463,7 @@ class PercentileObserver(_HistogramObserver):
         How an asymmetric range cuts the tails. ``"onnxruntime"`` cuts ``(100 − p)/2``
         percent on *each* side, ``[P_((100−p)/2), P_(100−(100−p)/2)]``, with ONNX Runtime's
         rule for reading a percentile off the histogram (the lower edge of the bin where
-        the cumulative fraction reaches it, see :meth:`Histogram.cdf_edge`), as
+        the cumulative fraction reaches it, see ``Histogram.cdf_edge``), as
         ``onnxruntime.quantization.calibrate.HistogramCollector`` does; ``p`` in (0, 100].
         ``"each_tail"`` cuts ``100 − p`` percent on each side, ``[P_(100−p), P_p]``
         (interpolated inside a bin), and needs ``p`` in (50, 100] so that the range is not

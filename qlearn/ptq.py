@@ -272,7 +272,7 @@ class QuantizedMLP:
     def simulate(self, x: ArrayLike) -> NDArray[np.floating[Any]]:
         """The same model in float64 arithmetic with fake quantization (the 'simulated' model).
 
-        The input is quantized by :meth:`quantize_input`, as in :meth:`forward_codes`, and
+        The input is quantized by ``quantize_input``, as in :meth:`forward_codes`, and
         dequantized in float64; every later step is float64.
         """
         h = dequantize(self.quantize_input(x), self.activation_qparams[0], dtype=np.float64)

@@ -2,7 +2,7 @@
 
 Every step draws ``batch`` random windows of ``context + 1`` characters from the training split
 (inputs and targets shifted by one), computes the loss and gradient with
-:func:`qlearn.lm.model.loss_and_gradients`, clips the gradient's global norm to 1 and takes one AdamW step
+``qlearn.lm.loss_and_gradients``, clips the gradient's global norm to 1 and takes one AdamW step
 with a linear warm-up and a cosine decay of the learning rate. Every ``eval_every`` steps the loss on a fixed
 set of validation windows is recorded. The script writes the weights, the config and the training curve to
 one ``.npz`` (``qlearn/lm/data/model.npz`` by default) and a small ``.json`` of the same name beside it.

@@ -16,7 +16,7 @@ __all__ = ["FixedObserver", "prepared_from_qparams"]
 
 
 class FixedObserver(_Observer):
-    """An observer whose answer is fixed in advance: :meth:`compute_qparams` returns ``qparams``.
+    """An observer whose answer is fixed in advance: ``compute_qparams`` returns ``qparams``.
 
     Parameters
     ----------

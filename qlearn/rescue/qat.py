@@ -324,7 +324,7 @@ class QATMLP:
     def observe(self, x: ArrayLike, momentum: float = 0.1) -> QATMLP:
         """``"ste"`` observers: weight steps from min-max of the current weights, activation ranges by a moving average.
 
-        Does nothing once :attr:`frozen` (always, for LSQ). Returns ``self``.
+        Does nothing once ``frozen`` (always, for LSQ). Returns ``self``.
         """
         if self.frozen:
             return self

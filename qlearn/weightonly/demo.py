@@ -25,7 +25,7 @@ DEMO_METHODS = ("gptq", "awq")
 
 
 def compute_demo(path: Path = DEMO_PATH) -> None:
-    """Quantize the committed model with each of :data:`DEMO_METHODS` and save codes and parameters.
+    """Quantize the committed model with each of ``DEMO_METHODS`` and save codes and parameters.
 
     Parameters
     ----------
