@@ -11,7 +11,7 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize
 # `make test NB=book/ptq.ipynb`: that chapter's nbval run and the notebook checks for it
 NB_TESTS = $(if $(NB),$(NB) tests/test_notebooks.py tests/test_colab.py -k "$(basename $(notdir $(NB)))",)
 
-.PHONY: help book test notebooks colab sync-install-cell lab lint bench fuzz screenshot model clean
+.PHONY: help book test notebooks colab sync-install-cell lab lint bench fuzz screenshot model weightonly-demo clean
 
 help:                           ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ lab: $(STAMP)                   ## open the chapters in JupyterLab, with the ven
 
 model: $(STAMP)                 ## retrain the language model and rewrite qlearn/lm/data/model.npz (seed 0, ~15 min, 1 BLAS thread)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m qlearn.lm.train
+
+weightonly-demo: $(STAMP)       ## recompute the GPTQ/AWQ 3-bit results that book/lm_gptq_awq.ipynb loads (~2 CPU-minutes)
+	$(BIN)/python -m qlearn.weightonly.demo
 
 lint: $(STAMP)                  ## ruff and mypy; chapters' code lines at most 80 characters
 	$(BIN)/python -m pip install -q ruff mypy
