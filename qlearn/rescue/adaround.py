@@ -11,9 +11,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qlearn._checks import as_float_array, as_int
-from qlearn.nn import MLP, BatchNorm1d, Linear
+from qlearn.nn import MLP, Linear
 from qlearn.primitives import fake_quantize
 from qlearn.qparams import QParams
+from qlearn.rescue._checks import check_folded_mlp
 
 __all__ = ["AdaRoundResult", "adaround", "adaround_layer", "rectified_sigmoid"]
 
@@ -239,13 +240,7 @@ def adaround(
     >>> bool(np.all(rounded.layers[0].W == qps[0].scale * np.rint(rounded.layers[0].W / qps[0].scale)))
     True
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a qlearn.nn.MLP; got {type(model).__name__}")
-    if any(isinstance(layer, BatchNorm1d) for layer in model.layers):
-        raise ValueError("adaround needs a model without batch norm: apply fold_batch_norm first")
-    n_linear = sum(isinstance(layer, Linear) for layer in model.layers)
-    if len(weight_qparams) != n_linear:
-        raise ValueError(f"weight_qparams needs one QParams per Linear layer ({n_linear}); got {len(weight_qparams)}")
+    check_folded_mlp(model, "adaround", weight_qparams)
     x = as_float_array(X, "X").astype(np.float32)
     out = copy.deepcopy(model)
     h_float, h_new, k = x, x, 0

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from numpy.typing import ArrayLike
 
 from qlearn._checks import as_float_array
-from qlearn.nn import MLP, BatchNorm1d, Linear
+from qlearn.nn import MLP, Linear
 from qlearn.primitives import fake_quantize
 from qlearn.qparams import QParams
+from qlearn.rescue._checks import check_folded_mlp
 
 __all__ = ["correct_bias"]
 
@@ -63,13 +64,7 @@ def correct_bias(model: MLP, weight_qparams: Sequence[QParams], X: ArrayLike) ->
     >>> bool(np.abs(err).max() < 1e-5)
     True
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a qlearn.nn.MLP; got {type(model).__name__}")
-    if any(isinstance(layer, BatchNorm1d) for layer in model.layers):
-        raise ValueError("correct_bias needs a model without batch norm: apply fold_batch_norm first")
-    n_linear = sum(isinstance(layer, Linear) for layer in model.layers)
-    if len(weight_qparams) != n_linear:
-        raise ValueError(f"weight_qparams needs one QParams per Linear layer ({n_linear}); got {len(weight_qparams)}")
+    check_folded_mlp(model, "correct_bias", weight_qparams)
     x = as_float_array(X, "X").astype(model.layers[0].parameters()[0].dtype)
     out = copy.deepcopy(model)
     h_float, h_new, k = x, x, 0

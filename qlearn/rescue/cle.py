@@ -9,7 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qlearn._checks import as_float_array, as_int
-from qlearn.nn import MLP, BatchNorm1d, Linear, ReLU
+from qlearn.nn import MLP, Linear, ReLU
+from qlearn.rescue._checks import check_folded_mlp
 
 __all__ = ["cross_layer_equalize", "equalization_scales"]
 
@@ -98,10 +99,7 @@ def cross_layer_equalize(model: MLP, iterations: int = 1) -> MLP:
     >>> bool(np.allclose(r1, r2))
     True
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a qlearn.nn.MLP; got {type(model).__name__}")
-    if any(isinstance(layer, BatchNorm1d) for layer in model.layers):
-        raise ValueError("cross_layer_equalize needs a model without batch norm: apply fold_batch_norm first")
+    check_folded_mlp(model, "cross_layer_equalize")
     n_iter = as_int(iterations, "iterations")
     if n_iter < 1:
         raise ValueError(f"iterations must be a positive integer; got {iterations}")
