@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -27,6 +28,61 @@ from collections.abc import Callable
 import numpy as np
 
 import qlearn as ql
+from qlearn import primitives
+
+
+def pass_breakdown(x: np.ndarray, qp: ql.QParams, repeats: int) -> None:
+    """Time each pass of quantize's "divide" kernel on its own, over all of ``x``.
+
+    Every pass goes through the kernel's own blocking (``primitives._map_blocks``: blocks of
+    ``_BLOCK`` values, the same thread count, one cache-resident float32 work buffer per thread),
+    so the sum of the rows is what the kernel spends, pass by pass. The floor is one read of
+    ``x`` and one write of the uint8 codes (``np.copyto`` with a cast) under the same blocking.
+    """
+    n, scale_c, zp_c = x.size, qp.scale.astype(np.float32)[()], qp.zero_point.astype(np.float32)[()]
+    y = np.clip(np.rint(x[: primitives._BLOCK] / scale_c) + zp_c, qp.qmin, qp.qmax).astype(np.float32)
+    out8, local = np.empty(n, np.uint8), threading.local()
+
+    def work() -> np.ndarray:  # a per-thread buffer of valid (in-range) values, as the kernel has
+        if not hasattr(local, "w"):
+            local.w = y.copy()
+        w: np.ndarray = local.w
+        return w
+
+    def sized(sl: slice) -> np.ndarray:
+        return work()[: sl.stop - sl.start]
+
+    passes: dict[str, Callable[[slice, object], object]] = {
+        "divide (read x)": lambda sl, _: np.divide(x[sl], scale_c, out=sized(sl)),
+        "rint": lambda sl, _: np.rint(sized(sl), out=sized(sl)),
+        "+ z": lambda sl, _: np.add(sized(sl), zp_c, out=sized(sl)),
+        "min": lambda sl, _: sized(sl).min(),
+        "max": lambda sl, _: sized(sl).max(),
+        "cast (write q)": lambda sl, _: out8.__setitem__(sl, sized(sl)),
+    }
+    floor = {"floor: read x + write q": lambda sl, _: np.copyto(out8[sl], x[sl], casting="unsafe")}
+    every = {**passes, **floor, "quantize (whole kernel)": None}
+    times: dict[str, list[float]] = {k: [] for k in every}
+    for _ in range(repeats):  # alternating: one run of every row per repeat
+        for name, kern in every.items():
+            t0 = time.perf_counter()
+            if kern is None:
+                ql.quantize(x, qp)
+            else:
+                primitives._map_blocks(kern, n, True, np.float32)  # type: ignore[arg-type]
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    total = sum(med[k] for k in passes)
+    floor_t = med["floor: read x + write q"]
+    print(
+        f"\nPer-pass breakdown of quantize (method 'divide'), blocks of {primitives._BLOCK:,} values, "
+        f"{primitives._THREADS} threads, median of {repeats} alternating runs\n"
+    )
+    print("| pass                    | median (ms) | ratio to floor |")
+    print("|-------------------------|-------------|----------------|")
+    for k in [*passes, "sum of passes", *floor, "quantize (whole kernel)"]:
+        t = total if k == "sum of passes" else med[k]
+        print(f"| {k:<23} | {t * 1e3:11.2f} | {t / floor_t:13.2f}x |")
 
 
 def naive_quantize(x: np.ndarray, scale: float, zp: int) -> np.ndarray:
@@ -103,6 +159,7 @@ def main() -> None:
             med = statistics.median(times[(op, who)])
             ratio = f"{med / ref:.2f}x" if ref else "n/a"
             print(f"| {op:<10} | {who:<14} | {med * 1e3:11.1f} | {ratio:>14} |")
+    pass_breakdown(x, qp, args.repeats)
 
 
 if __name__ == "__main__":
