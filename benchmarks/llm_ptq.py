@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from llm_act_rows import act_rows  # the activation rows (this script's folder is on sys.path)
 
 from qlearn import lm
 from qlearn.weightonly import gptq, hessian, quantize_model
@@ -74,7 +75,7 @@ def rows(group: int) -> list[Row]:
         ("rtn-w3", "3", g, weight_only("rtn", 3)),
         ("gptq-w3", "3", g, weight_only("gptq", 3, act_order=True)),
         ("awq-w3", "3", g, weight_only("awq", 3)),
-    ]
+    ] + act_rows()
 
 
 def time_gptq(repeats: int, seed: int = 0) -> tuple[float, float, float]:

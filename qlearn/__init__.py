@@ -8,7 +8,7 @@
 array([  0,  64,  96, 255], dtype=uint8)
 """
 
-from qlearn import datasets, formats, integer, lm, nn, observers, ptq, rescue, stats, weightonly
+from qlearn import activations, datasets, formats, integer, lm, nn, observers, ptq, rescue, stats, weightonly
 from qlearn.metrics import error_split, max_abs_error, mse, sqnr_db
 from qlearn.primitives import dequantize, fake_quantize, quantize
 from qlearn.qparams import (
@@ -43,6 +43,7 @@ __all__ = [
     "PerTensor",
     "QParams",
     "__version__",
+    "activations",
     "choose_qparams",
     "datasets",
     "dequantize",
