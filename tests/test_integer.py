@@ -276,6 +276,29 @@ def test_uint64_beyond_int64_is_refused_not_wrapped():
     np.testing.assert_array_equal(rounding_right_shift(np.array([2**63 - 2], np.uint64), 1), [2**62 - 1])
 
 
+def test_quantized_matmul_float_path_is_exact_at_its_bound():
+    # below 2**53 the product runs in float64 BLAS. Partial sums that swing to ~2**46 and cancel to a
+    # result that fits int32: float32 (24 bits) or a wrong bound would lose the small remainder
+    k = 64
+    top = int((2**53 / k) ** 0.5) - 1  # k * top**2 < 2**53: the float path is taken
+    qa = np.full((2, k), top, dtype=np.int64)
+    qa[1, ::2] = -top
+    qb = np.zeros((k, 2), dtype=np.int64)
+    qb[:, 0] = [top, -top] * (k // 2)  # row 0 gives 0, row 1 gives -k * top**2 (out of range)
+    qb[:, 1] = [top, -top] * (k // 2 - 1) + [5, 0]
+    exact = (qa[:1].astype(object) @ qb.astype(object)).astype(np.int64)  # Python ints: the reference
+    assert exact[0, 0] == 0 and exact[0, 1] == 5 * top and 5 * top < I32_MAX
+    np.testing.assert_array_equal(quantized_matmul(qa[:1], 0, qb), exact)
+    with pytest.raises(ValueError, match="leaves int32"):
+        quantized_matmul(qa, 0, qb)
+    # int8 codes with zero points, the everyday case: identical to the int64 loop
+    rng = np.random.default_rng(7)
+    a8 = rng.integers(-128, 128, size=(33, 200), dtype=np.int8)
+    b8 = rng.integers(-128, 128, size=(200, 17), dtype=np.int8)
+    ref = (a8.astype(np.int64) - 3) @ (b8.astype(np.int64) - 5)
+    np.testing.assert_array_equal(quantized_matmul(a8, 3, b8, 5), ref)
+
+
 def test_quantized_matmul_never_wraps_int64():
     # (2^31 - 1)^2 * 3 leaves int64 in the partial sums; the exact result is still refused or exact
     big = np.full((1, 3), I32_MAX, dtype=np.int64)
