@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from llm_act_rows import act_rows  # the activation rows (this script's folder is on sys.path)
+from llm_act_rows import act_rows, act_targets  # the activation rows (this script's folder is on sys.path)
 
 from qlearn import lm
 from qlearn.weightonly import gptq, hessian, quantize_model
@@ -133,6 +133,8 @@ def main() -> None:
         for m in ("gptq", "awq"):
             rec = (results[f"rtn-w{bits}"] - results[f"{m}-w{bits}"]) / gap if gap > 0 else float("nan")
             print(f"{m}-w{bits}: recovers {100 * rec:.0f}% of RTN's gap to fp32")
+    for line in act_targets(results):
+        print(line)
     if not args.skip_timing:
         t_g, t_d, ratio = time_gptq(args.repeats)
         print(

@@ -7,11 +7,8 @@ import qlearn as ql
 from qlearn.activations import (
     channel_ranges,
     inject_outliers,
-    kv_cache_bytes,
-    kv_quant_hook,
     llm_int8_matmul,
     outlier_ratio,
-    quantize_kv,
     smooth_model,
     smoothing_factors,
     w8a8_hook,
@@ -135,44 +132,3 @@ def test_llm_int8_all_float_equals_float():
     np.testing.assert_allclose(y, ref, rtol=1e-12)
     with pytest.raises(ValueError):
         llm_int8_matmul(x, w, np.nan)
-
-
-def test_kv_memory_formula_equals_nbytes(model):
-    c = model.config
-    k = np.zeros((1, c.n_heads, c.context, c.d_head), np.float32)
-    assert kv_cache_bytes(c.n_layers, c.n_heads, c.d_head, c.context, 4) == 2 * c.n_layers * k.nbytes
-    k16 = k.astype(np.float16)
-    assert kv_cache_bytes(c.n_layers, c.n_heads, c.d_head, c.context, 2, batch=3) == 2 * c.n_layers * 3 * k16.nbytes
-    packed = np.zeros(k.size // 2, np.uint8)  # int4, two per byte
-    assert kv_cache_bytes(1, c.n_heads, c.d_head, c.context, 0.5) == 2 * packed.nbytes
-    with pytest.raises(ValueError):
-        kv_cache_bytes(0, 1, 1, 1, 1)
-    with pytest.raises(ValueError):
-        kv_cache_bytes(1, 1, 1, 1, 0)
-
-
-def test_kv_cache_real_arrays_match_formula(model):
-    # the cache the model builds while scoring: one (k, v) pair per layer, each (B, H, T, d)
-    seen = []
-    model.forward(TOK, kv_hook=lambda i, k, v: (seen.append(k.nbytes + v.nbytes), (k, v))[1])
-    c = model.config
-    assert sum(seen) == kv_cache_bytes(c.n_layers, c.n_heads, c.d_head, TOK.shape[1], 4, batch=TOK.shape[0])
-
-
-def test_quantize_kv_layouts():
-    rng = np.random.default_rng(2)
-    k = rng.standard_normal((1, 2, 16, 8))
-    k[..., 3] *= 20  # an outlier channel, as keys have
-    e_tok = np.abs(quantize_kv(k, 4, "token") - k)[..., [0, 1, 2, 4, 5, 6, 7]].mean()
-    e_ch = np.abs(quantize_kv(k, 4, "channel") - k)[..., [0, 1, 2, 4, 5, 6, 7]].mean()
-    assert e_ch < e_tok / 3
-    e_g = np.abs(quantize_kv(k, 4, "token", 4) - k)[..., :3].mean()
-    assert e_g < np.abs(quantize_kv(k, 4, "token") - k)[..., :3].mean()
-    np.testing.assert_allclose(quantize_kv(k, 8), k, atol=np.ptp(k, axis=-1).max() / 255)
-    for kw in (dict(axis="head"), dict(group_size=3)):
-        with pytest.raises(ValueError):
-            quantize_kv(k, 4, **kw)
-    with pytest.raises(ValueError):
-        quantize_kv(k[0], 4)
-    with pytest.raises(ValueError):
-        kv_quant_hook(4, key_axis="head")

@@ -426,3 +426,79 @@ def affine_failures() -> dict[int, str]:
 @pytest.mark.parametrize("index", range(len(AFFINE_PINS)), ids=[f"affine-{i:02d}" for i in range(len(AFFINE_PINS))])
 def test_affine_map_pins(affine_failures, index):
     assert index not in affine_failures, f"{AFFINE_PINS[index].code.strip()}\n-> {affine_failures[index]}"
+
+
+# chapter 11, Activations of a transformer: what its prose says of the measured ranges and the tables
+ACT_PINS = [
+    Pin(
+        """
+_ratio = {k: act.outlier_ratio(v) for k, v in ranges.items()}
+assert max(_ratio, key=_ratio.get) == "blocks.3.mlp.fc2" and max(_ratio.values()) < 5
+assert all(v < 2 for k, v in _ratio.items() if k.endswith(("qkv", "fc1")) or k == "head")
+assert [int(ranges[f"blocks.{i}.attn.qkv"].argmax()) for i in (1, 2, 3)] == [57, 57, 57]
+assert int(ranges["head"].argmax()) == 57
+""",
+        after="ranges = act.channel_ranges(model, calib)",
+    ),
+    Pin(
+        """
+assert all(25 < act.outlier_ratio(r) < 40 for k, r in big_ranges.items() if k.endswith(("qkv", "fc1")))
+""",
+        after="big = act.inject_outliers(model, [5, 50, 100], 30.0)",
+    ),
+    Pin(
+        """
+assert 0.85 < linear_macs / total < 0.95 and other / total < 0.05
+""",
+        after="linear_macs = sum(",
+    ),
+    Pin(
+        """
+assert np.flatnonzero(out).tolist() == [5, 50, 100]
+assert round(100 * cost["float_macs"] / macs) == 2
+assert 1.01 < cost["weight_bytes"] / (w.size + 4 * w.shape[0]) < 1.05
+""",
+        after="y_lib, cost = act.llm_int8_matmul(x, w, 6.0)",
+    ),
+    Pin(
+        """
+_t, _i = table["trained"], table["injected"]
+assert all(abs(v / _t["fp32"] - 1) < 0.005 for v in _t.values())
+assert _i["static per tensor"] > 1.2 * _i["fp32"] > _i["dynamic per token"] > _i["fp32"] + 0.1
+assert abs(_i["static per channel*"] - _i["fp32"]) < 0.01
+""",
+        after="fold = act.smooth_model(m, act.channel_ranges(m, calib), alpha=1.0)",
+    ),
+    Pin(
+        """
+assert abs(ppl_tau[-1] - table["injected"]["dynamic per token"]) < 1e-3
+assert all(abs(p - table["injected"]["fp32"]) < 0.01 for p in ppl_tau[:-1])
+assert float_share[0] > 50 and float_share[taus.index(6.0)] < 2
+""",
+        after="taus = [",
+    ),
+    Pin(
+        """
+assert none > 8 and max(valid.values()) - min(valid.values()) < 0.02 and same
+""",
+        after="valid = {}",
+    ),
+    Pin(
+        """
+_t, _i = table["trained"], table["injected"]
+assert max(_t.values()) - min(_t.values()) < 0.015
+assert all(abs(_i[k] - _i["fp32"]) < 0.012 for k in ("static per channel*", "smoothquant", "llm.int8()"))
+""",
+        after='table[label]["smoothquant"]',
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def act_failures() -> dict[int, str]:
+    return run_chapter("lm_activations", ACT_PINS)
+
+
+@pytest.mark.parametrize("index", range(len(ACT_PINS)), ids=[f"act-{i:02d}" for i in range(len(ACT_PINS))])
+def test_lm_activations_pins(act_failures, index):
+    assert index not in act_failures, f"{ACT_PINS[index].code.strip()}\n-> {act_failures[index]}"

@@ -9,10 +9,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qlearn.integer import quantized_matmul
+from qlearn.lm import Transformer
 from qlearn.primitives import fake_quantize, quantize
 from qlearn.qparams import QParams, choose_qparams
 
-__all__ = ["W8A8_MODES", "w8a8_hook", "w8a8_matmul"]
+__all__ = ["W8A8_MODES", "calibrate_activations", "w8a8_hook", "w8a8_matmul"]
 
 W8A8_MODES = ("static", "dynamic")
 """Activation scales: ``static`` one per tensor from calibration, ``dynamic`` one per token at run time."""
@@ -66,6 +67,50 @@ def w8a8_matmul(x: ArrayLike, w: ArrayLike) -> tuple[NDArray[np.float64], NDArra
     return acc.astype(np.float64) * sx[:, None] * sw[None, :], acc
 
 
+def calibrate_activations(
+    model: Transformer, tokens: ArrayLike, *, bits: int = 8, symmetric: bool = False
+) -> dict[str, QParams]:
+    """Calibrate one activation scale (and zero point) per linear input: min-max over ``tokens``.
+
+    Parameters
+    ----------
+    model : Transformer
+        The float model whose linear inputs are observed (not modified).
+    tokens : array_like of int, shape (batch, T)
+        Calibration sequences, e.g. :func:`qlearn.lm.calibration_batches`.
+    bits : int, default 8
+        Activation bit width.
+    symmetric : bool, default False
+        Symmetric (zero point 0) instead of affine parameters.
+
+    Returns
+    -------
+    dict of str to QParams
+        ``name -> QParams`` for every name of :meth:`~qlearn.lm.Transformer.linear_names`, ready for
+        ``w8a8_hook("static", ...)``.
+
+    Raises
+    ------
+    ValueError
+        On invalid tokens or bit width.
+
+    Notes
+    -----
+    :math:`s = (\\max X - \\min X)/(2^b - 1)` over every token of every calibration sequence, so one
+    outlier channel sets the step for all channels of the tensor.
+
+    Examples
+    --------
+    >>> import qlearn as ql
+    >>> m = ql.lm.Transformer.initialize(ql.lm.LMConfig(vocab_size=5, d_model=8, n_layers=1, n_heads=2,
+    ...                                                  d_ff=16, context=4))
+    >>> qps = calibrate_activations(m, [[0, 1, 2, 3]])
+    >>> sorted(qps) == sorted(m.linear_names()), qps["head"].scale.shape
+    (True, ())
+    """
+    return {name: choose_qparams(x, bits, symmetric) for name, x in model.capture_inputs(tokens).items()}
+
+
 def _fq_weight(w: NDArray[Any], bits: int = 8) -> NDArray[Any]:
     return fake_quantize(w, choose_qparams(w, bits, symmetric=True, narrow=True, axis=0)).astype(w.dtype)
 
@@ -81,8 +126,7 @@ def w8a8_hook(
         ``static``: one activation scale and zero point per tensor, from ``static_qparams``;
         ``dynamic``: one symmetric scale per token, from the token's own values.
     static_qparams : mapping of str to QParams, optional
-        Per-layer activation parameters (required for ``static``), e.g. :func:`qlearn.choose_qparams`
-        of each layer's captured calibration inputs.
+        Per-layer activation parameters (required for ``static``), e.g. from :func:`calibrate_activations`.
     bits : int, default 8
         Activation and weight bit width.
     skip : tuple of str, default ()
@@ -97,7 +141,8 @@ def w8a8_hook(
     Raises
     ------
     ValueError
-        On an unknown mode, or ``static`` without parameters.
+        On an unknown mode, or ``static`` without parameters; when called, on a layer name that
+        ``static_qparams`` lacks.
 
     Notes
     -----
@@ -127,6 +172,10 @@ def w8a8_hook(
             cache[key] = _fq_weight(weight, bits)
         x2 = x.reshape(-1, x.shape[-1])
         if static_qparams is not None and mode == "static":
+            if name not in static_qparams:
+                raise ValueError(
+                    f"static_qparams has no entry for the linear {name!r}; it has {sorted(static_qparams)}"
+                )
             xq = fake_quantize(x2, static_qparams[name])
         else:
             xq = fake_quantize(x2, choose_qparams(x2, bits, symmetric=True, narrow=True, axis=0))
