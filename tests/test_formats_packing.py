@@ -105,12 +105,16 @@ def test_inputs_not_mutated(rng):
         (lambda: pack([16], 4), ValueError, r"\[0, 15\]"),
         (lambda: pack([-1], 4), ValueError, r"\[0, 15\]"),
         (lambda: pack([1.0], 4), TypeError, "integer"),
-        (lambda: pack([1], 3), ValueError, "1, 2 or 4"),
+        (lambda: pack([1], 9), ValueError, r"\[1, 8\]"),
+        (lambda: pack([1], 3, order="high_first"), ValueError, "1, 2 or 4"),
+        (lambda: unpack(np.zeros(2, np.uint8), 3, n=6), ValueError, "ceil"),
         (lambda: pack([1], 4, order="middle"), ValueError, "low_first"),
         (lambda: unpack(np.zeros(2, np.uint8), 4, n=5), ValueError, "n must be in"),
         (lambda: unpack(np.zeros(2, np.int32), 4, n=4), TypeError, "uint8"),
         (lambda: pack_int32([1], bits=2, order="awq"), ValueError, "AWQ"),
-        (lambda: pack_int32([1], bits=3), ValueError, "2, 4 or 8"),
+        (lambda: pack_int32([1], bits=5), ValueError, "2, 3, 4 or 8"),
+        (lambda: unpack_int32(np.zeros(2, np.int32), bits=3), ValueError, "triples"),
+        (lambda: unpack_int32(np.zeros(3, np.int32), bits=3, n=33), ValueError, "n must be in"),
         (lambda: unpack_int32(np.zeros(1, np.int32), n=9), ValueError, "n must be in"),
         (lambda: unpack_int32(np.zeros(1, np.int64)), TypeError, "int32"),
     ],
@@ -118,3 +122,34 @@ def test_inputs_not_mutated(rng):
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_every_width_is_the_little_endian_bit_stream(bits):
+    # oracle: the codes as one Python integer, code i at bits [bits*i, bits*(i+1)), read byte by byte
+    rng = np.random.default_rng(bits)
+    q = rng.integers(0, 2**bits, size=(4, 29))
+    packed = pack(q, bits)
+    assert packed.shape == (4, -(-29 * bits // 8))
+    for row, codes in zip(packed, q, strict=True):
+        v = sum(int(c) << (bits * i) for i, c in enumerate(codes))
+        assert row.tolist() == [(v >> (8 * m)) & 255 for m in range(row.size)]
+    np.testing.assert_array_equal(unpack(packed, bits, 29), q)
+    np.testing.assert_array_equal(unpack(pack(q.T, bits, axis=0), bits, 29, axis=0), q.T)
+
+
+def test_gptq_three_bit_words_continue_the_stream():
+    # AutoGPTQ packs 32 three-bit codes into 3 words: one 96-bit little-endian stream, codes 10 and 21
+    # straddling words; oracle with Python integers
+    rng = np.random.default_rng(3)
+    q = rng.integers(0, 8, size=(64, 6))  # (in, out), packed along the input axis as qweight is
+    words = pack_int32(q, 3, axis=0)
+    assert words.shape == (6, 6) and words.dtype == np.int32
+    for col in range(6):
+        for t in range(2):
+            v = sum(int(q[32 * t + i, col]) << (3 * i) for i in range(32))
+            got = [int(x) & 0xFFFFFFFF for x in words[3 * t : 3 * t + 3, col]]
+            assert got == [(v >> (32 * k)) & 0xFFFFFFFF for k in range(3)]
+    np.testing.assert_array_equal(unpack_int32(words, 3, 64, axis=0), q)
+    short = rng.integers(0, 8, size=40)  # padded to 64 codes, 6 words
+    np.testing.assert_array_equal(unpack_int32(pack_int32(short, 3), 3, 40), short)

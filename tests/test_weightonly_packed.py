@@ -11,6 +11,10 @@ from qlearn.weightonly import PackedWeight, rtn, w4a16_matmul
 def test_round_trip(rng, layout, zero, bits):
     w = rng.standard_normal((8, 128)).astype(np.float32)
     gq = rtn(w, bits, 32, zero=zero)
+    if layout == "awq" and bits == 3:  # AutoAWQ's order is defined for 4-bit codes only
+        with pytest.raises(ValueError, match="awq"):
+            PackedWeight.from_quant(gq, layout)
+        return
     pw = PackedWeight.from_quant(gq, layout)
     assert np.array_equal(pw.codes(), gq.codes)
     np.testing.assert_array_equal(
@@ -21,10 +25,14 @@ def test_round_trip(rng, layout, zero, bits):
     np.testing.assert_array_equal(pw.dequantize(), (gq.codes.astype(np.float32) - z) * s16)
 
 
-@pytest.mark.parametrize("bits", [8, 2])
+@pytest.mark.parametrize("bits", [8, 7, 6, 5, 2])
 def test_round_trip_other_widths(rng, bits):
     gq = rtn(rng.standard_normal((4, 64)), bits, 16)
-    assert np.array_equal(PackedWeight.from_quant(gq).codes(), gq.codes)
+    pw = PackedWeight.from_quant(gq)
+    assert np.array_equal(pw.codes(), gq.codes)
+    assert pw.data.nbytes == 4 * 64 * bits // 8  # a dense bit stream, no slots
+    if bits in (2, 8):
+        assert np.array_equal(PackedWeight.from_quant(gq, "gptq").codes(), gq.codes)
 
 
 def test_layouts_are_the_packing_modules(rng):
@@ -45,6 +53,10 @@ def test_sizes_are_real_bytes(rng):
     # int32 words: zeros of 4 groups take one word per row
     assert PackedWeight.from_quant(rtn(w, 4, 64), "gptq").nbytes == 2048 + 128 + 64
     assert PackedWeight.from_quant(rtn(w, 8, 64)).nbytes == 4096 + 128 + 64
+    # 3 bits: 8 codes in 3 bytes; zeros of 4 groups in 12 bits, 2 bytes per row
+    assert PackedWeight.from_quant(rtn(w, 3, 64)).nbytes == 1536 + 128 + 32
+    # GPTQ words: 32 three-bit codes in 3 words; the 4 zeros of a row padded to one triple (12 bytes)
+    assert PackedWeight.from_quant(rtn(w, 3, 64), "gptq").nbytes == 1536 + 128 + 192
 
 
 @pytest.mark.parametrize("zero", ["symmetric", "int", "float"])
@@ -59,8 +71,10 @@ def test_bad_input(rng):
     gq = rtn(rng.standard_normal((4, 64)), 4, 32)
     with pytest.raises(ValueError):
         PackedWeight.from_quant(gq, "nibble")
-    with pytest.raises(ValueError):
-        PackedWeight.from_quant(rtn(rng.standard_normal((4, 64)), 2, 32), "gptq")
+    with pytest.raises(ValueError, match="gptq"):
+        PackedWeight.from_quant(rtn(rng.standard_normal((4, 64)), 5, 32), "gptq")
+    with pytest.raises(ValueError, match="at most 8 bits"):  # 10-bit codes would wrap in uint8
+        PackedWeight.from_quant(rtn(rng.standard_normal((4, 64)), 10, 32))
     with pytest.raises(TypeError):
         PackedWeight.from_quant(np.zeros((4, 64)))  # type: ignore[arg-type]
     with pytest.raises(ValueError):

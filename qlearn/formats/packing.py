@@ -4,9 +4,13 @@ Two families of layout are in use:
 
 * bytes (``uint8``) holding ``8 // bits`` codes each, with either the first code in the
   low bits (``"low_first"``: ONNX ``INT4``/``UINT4``, PyTorch's ``float4_e2m1fn_x2``, torchao's MX
-  FP4) or in the high bits (``"high_first"``: bitsandbytes' NF4/FP4);
+  FP4) or in the high bits (``"high_first"``: bitsandbytes' NF4/FP4). With ``"low_first"`` this is
+  the little-endian bit stream in which code ``i`` occupies bits ``[bits*i, bits*(i+1))``, and widths
+  that do not divide 8 (3, 5, 6, 7) use that same stream, codes straddling bytes (eight 3-bit codes
+  in three bytes);
 * 32-bit words holding ``32 // bits`` codes each, as GPTQ and AWQ checkpoints store them.
-  GPTQ (AutoGPTQ's ``QuantLinear.pack``) puts code ``i`` of a word at bits ``[bits*i, bits*(i+1))``;
+  GPTQ (AutoGPTQ's ``QuantLinear.pack``) puts code ``i`` of a word at bits ``[bits*i, bits*(i+1))``,
+  and for 3 bits continues the same little-endian bit stream across words (32 codes in 3 words);
   AutoAWQ puts codes in the interleaved order ``[0, 2, 4, 6, 1, 3, 5, 7]``: nibble ``i`` of the word
   (bits ``4i..4i+3``) holds code ``AWQ_ORDER[i]`` of its group of eight.
 
@@ -61,11 +65,27 @@ def _groups(arr: NDArray[Any], per: int, axis: int) -> tuple[NDArray[Any], int]:
     return moved.reshape(*moved.shape[:-1], -1, per), n  # (..., m, per)
 
 
-def _byte_bits(bits: Any) -> int:
+def _byte_bits(bits: Any, order: str = "low_first") -> int:
     value = as_int(bits, "bits")
-    if value not in (1, 2, 4):
-        raise ValueError(f"bits must be 1, 2 or 4 to pack codes into bytes; got {value}")
+    if order == "high_first" and value not in (1, 2, 4):
+        raise ValueError(f"bits must be 1, 2 or 4 to pack codes high bits first; got {value}")
+    if not 1 <= value <= 8:
+        raise ValueError(f"bits must be an integer in [1, 8] to pack codes into bytes; got {value}")
     return value
+
+
+def _to_stream(arr: NDArray[Any], bits: int) -> NDArray[np.uint8]:
+    """Codes along the last axis -> the little-endian bit stream, as bytes (zero-padded)."""
+    bit = (arr[..., None] >> np.arange(bits, dtype=arr.dtype)) & 1  # (..., n, bits): bit j of each code
+    return np.packbits(bit.astype(np.uint8).reshape(*arr.shape[:-1], -1), axis=-1, bitorder="little")
+
+
+def _from_stream(packed: NDArray[np.uint8], bits: int, n: int) -> NDArray[np.uint8]:
+    """The first ``n`` codes of the little-endian bit stream in ``packed`` (along its last axis)."""
+    bit = np.unpackbits(packed, axis=-1, count=n * bits, bitorder="little")  # (..., n * bits)
+    weights = (1 << np.arange(bits)).astype(np.uint8)  # 2^j for bit j
+    codes: NDArray[np.uint8] = (bit.reshape(*packed.shape[:-1], n, bits) * weights).sum(axis=-1, dtype=np.uint8)
+    return codes
 
 
 def _byte_shifts(bits: int, order: str) -> NDArray[np.uint8]:
@@ -81,8 +101,8 @@ def pack(q: ArrayLike, bits: int, order: str = "low_first", axis: int = -1) -> N
     ----------
     q : array_like of int
         Codes in ``[0, 2**bits - 1]`` (signed codes must be offset first, e.g. ``q + 8``).
-    bits : {1, 2, 4}
-        Width of one code.
+    bits : int in [1, 8]
+        Width of one code; ``"high_first"`` only for 1, 2 and 4.
     order : {"low_first", "high_first"}
         Whether the first code of each byte sits in its lowest or highest bits.
     axis : int
@@ -107,17 +127,24 @@ def pack(q: ArrayLike, bits: int, order: str = "low_first", axis: int = -1) -> N
 
     .. math:: \\text{byte}_m = \\sum_{j=0}^{k-1} q_{mk+j} \\, 2^{s_j}
 
+    For other widths (low first), the bytes are the little-endian bit stream
+    :math:`\\sum_i q_i\\, 2^{b i}`: byte :math:`m` holds its bits :math:`8m, \\dots, 8m+7`.
+
     Examples
     --------
     >>> pack([1, 2, 3, 4], bits=4)
     array([33, 67], dtype=uint8)
     >>> [hex(b) for b in pack([1, 2, 3, 4], bits=4, order="high_first")]
     ['0x12', '0x34']
+    >>> [bin(b) for b in pack([7, 0, 5], bits=3)]  # 111 000 101, lowest bits first
+    ['0b1000111', '0b1']
     """
-    b = _byte_bits(bits)
     _check_choice(order, "order", _BYTE_ORDERS)
+    b = _byte_bits(bits, order)
     arr = _codes(q, b)
     ax = check_axis(axis, arr.ndim)
+    if 8 % b:  # codes straddle bytes: the bit stream
+        return np.moveaxis(_to_stream(np.moveaxis(arr, ax, -1), b), -1, ax)
     groups, _ = _groups(arr.astype(np.uint8), 8 // b, ax)  # (..., m, 8 // bits)
     packed = np.bitwise_or.reduce(groups << _byte_shifts(b, order), axis=-1).astype(np.uint8)  # (..., m)
     return np.moveaxis(packed, -1, ax)
@@ -130,8 +157,8 @@ def unpack(packed: ArrayLike, bits: int, n: int, order: str = "low_first", axis:
     ----------
     packed : array_like of uint8
         Packed bytes.
-    bits : {1, 2, 4}
-        Width of one code.
+    bits : int in [1, 8]
+        Width of one code; ``"high_first"`` only for 1, 2 and 4.
     n : int
         Number of codes to return along ``axis`` (drops the zero padding of the last byte).
     order : {"low_first", "high_first"}
@@ -159,18 +186,26 @@ def unpack(packed: ArrayLike, bits: int, n: int, order: str = "low_first", axis:
     --------
     >>> unpack(pack([1, 2, 3], bits=4), bits=4, n=3)
     array([1, 2, 3], dtype=uint8)
+    >>> unpack(pack([7, 0, 5], bits=3), bits=3, n=3)
+    array([7, 0, 5], dtype=uint8)
     """
-    b = _byte_bits(bits)
     _check_choice(order, "order", _BYTE_ORDERS)
+    b = _byte_bits(bits, order)
     arr = np.asarray(packed)
     if arr.dtype != np.uint8:
         raise TypeError(f"packed must be an array of uint8; got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError("packed must have at least one dimension; got a scalar")
     ax = check_axis(axis, arr.ndim)
-    per = 8 // b
     count = as_int(n, "n")
     nbytes = arr.shape[ax]
+    if 8 % b:  # the bit stream: exactly ceil(n * b / 8) bytes
+        if count < 0 or -(-count * b // 8) != nbytes:
+            raise ValueError(
+                f"n must fill {nbytes} byte(s) of {b}-bit codes, i.e. ceil(n * {b} / 8) = {nbytes}; got {count}"
+            )
+        return np.moveaxis(_from_stream(np.moveaxis(arr, ax, -1), b, count), -1, ax)
+    per = 8 // b
     if not (nbytes - 1) * per < count <= nbytes * per and not (count == 0 and nbytes == 0):
         raise ValueError(
             f"n must be in [{max(nbytes - 1, 0) * per + 1}, {nbytes * per}] for {nbytes} byte(s) of {b}-bit codes; "
@@ -188,9 +223,16 @@ def _word_bits(bits: Any, order: str) -> int:
     _check_choice(order, "order", _WORD_ORDERS)
     if order == "awq" and value != 4:
         raise ValueError(f"the AWQ order is defined for 4-bit codes only; got bits={value}")
-    if value not in (2, 4, 8):
-        raise ValueError(f"bits must be 2, 4 or 8 to pack codes into 32-bit words; got {value}")
+    if value not in (2, 3, 4, 8):
+        raise ValueError(f"bits must be 2, 3, 4 or 8 to pack codes into 32-bit words; got {value}")
     return value
+
+
+def _stream_words(moved: NDArray[Any]) -> NDArray[np.uint32]:
+    """3-bit codes along the last axis -> GPTQ's words: the bit stream, 32 codes per 3 words."""
+    groups, _ = _groups(moved, 32, moved.ndim - 1)  # (..., m, 32): whole triples of words
+    stream = _to_stream(groups.reshape(*groups.shape[:-2], -1), 3)  # (..., 12 m) bytes
+    return stream.reshape(*stream.shape[:-1], -1, 4).astype(np.uint32) @ (1 << 8 * np.arange(4, dtype=np.uint32))
 
 
 def _word_shifts(bits: int, order: str) -> NDArray[np.uint32]:
@@ -209,8 +251,9 @@ def pack_int32(q: ArrayLike, bits: int = 4, order: str = "gptq", axis: int = -1)
     ----------
     q : array_like of int
         Codes in ``[0, 2**bits - 1]``.
-    bits : {2, 4, 8}
-        Width of one code (the AWQ order exists for 4 bits only).
+    bits : {2, 3, 4, 8}
+        Width of one code (the AWQ order exists for 4 bits only). 3-bit codes continue one
+        little-endian bit stream across words, 32 codes in 3 words, as AutoGPTQ packs them.
     order : {"gptq", "awq"}
         ``"gptq"``: code ``i`` of a word at bits ``bits*i``; ``"awq"``: nibble ``i`` holds code
         ``AWQ_ORDER[i] = (0, 2, 4, 6, 1, 3, 5, 7)[i]``.
@@ -246,6 +289,9 @@ def pack_int32(q: ArrayLike, bits: int = 4, order: str = "gptq", axis: int = -1)
     b = _word_bits(bits, order)
     arr = _codes(q, b)
     ax = check_axis(axis, arr.ndim)
+    if b == 3:
+        words3 = _stream_words(np.moveaxis(arr, ax, -1)).astype(np.uint32)  # (..., 3 m)
+        return np.moveaxis(words3.view(np.int32), -1, ax)
     groups, _ = _groups(arr.astype(np.uint32), 32 // b, ax)  # (..., m, 32 // bits)
     words = np.bitwise_or.reduce(groups << _word_shifts(b, order), axis=-1).astype(np.uint32)  # (..., m)
     return np.moveaxis(words.view(np.int32), -1, ax)
@@ -260,10 +306,10 @@ def unpack_int32(
     ----------
     packed : array_like of int32 or uint32
         The words.
-    bits : {2, 4, 8}
+    bits : {2, 3, 4, 8}
         Width of one code.
     n : int, optional
-        Number of codes along ``axis``; default all ``32 // bits`` per word.
+        Number of codes along ``axis``; default all ``32 // bits`` per word (32 per 3 words for 3 bits).
     order : {"gptq", "awq"}
         The order used when packing.
     axis : int
@@ -297,8 +343,21 @@ def unpack_int32(
     if arr.ndim == 0:
         raise ValueError("packed must have at least one dimension; got a scalar")
     ax = check_axis(axis, arr.ndim)
-    per = 32 // b
     nwords = arr.shape[ax]
+    if b == 3:  # the bit stream, 32 codes per 3 words
+        if nwords % 3:
+            raise ValueError(f"3-bit codes come in triples of words (32 codes each); got {nwords} word(s)")
+        count = nwords // 3 * 32 if n is None else as_int(n, "n")
+        if not (nwords // 3 - 1) * 32 < count <= nwords // 3 * 32 and not (count == 0 and nwords == 0):
+            raise ValueError(
+                f"n must be in [{max(nwords // 3 - 1, 0) * 32 + 1}, {nwords // 3 * 32}] "
+                f"for {nwords} words of 3-bit codes; got {count}"
+            )
+        moved3 = np.moveaxis(arr.view(np.uint32), ax, -1)  # (..., 3 m)
+        as_bytes = (moved3[..., None] >> (8 * np.arange(4, dtype=np.uint32))) & np.uint32(255)  # (..., 3 m, 4)
+        stream = as_bytes.astype(np.uint8).reshape(*moved3.shape[:-1], -1)  # little-endian bytes
+        return np.moveaxis(_from_stream(stream, 3, count), -1, ax)
+    per = 32 // b
     count = nwords * per if n is None else as_int(n, "n")
     if not (nwords - 1) * per < count <= nwords * per and not (count == 0 and nwords == 0):
         raise ValueError(

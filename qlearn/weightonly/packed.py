@@ -1,12 +1,12 @@
 """Packed low-bit weights and the W4A16 matrix multiplication that reads them.
 
 A :class:`PackedWeight` holds what a checkpoint stores for one linear layer: the codes packed
-two per byte (``layout="byte"``) or eight per 32-bit word in the GPTQ or AWQ order
-(``layout="gptq"``, ``"awq"``), the scales in float16 and the zero points (packed like the codes
-when they are integers, float16 when they are floats, absent when symmetric). ``nbytes`` counts
-those bytes and nothing else. The packing itself is :mod:`qlearn.formats.packing`'s.
-
-3-bit codes travel in 4-bit slots (no 3-bit packer yet), 8-bit codes one per byte.
+as a little-endian bit stream of ``bits`` bits each (``layout="byte"``: two 4-bit codes per byte,
+eight 3-bit codes in three bytes), or in 32-bit words in the GPTQ order (``"gptq"``: 2, 3, 4 or 8
+bits; 3-bit codes 32 to three words) or the AWQ order (``"awq"``, 4 bits), the scales in float16 and
+the zero points (packed like the codes when they are integers, float16 when they are floats, absent
+when symmetric). ``nbytes`` counts those bytes and nothing else. The packing itself is
+:mod:`qlearn.formats.packing`'s.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from qlearn.weightonly.rtn import GroupQuant
 LAYOUTS = ("byte", "gptq", "awq")
 
 
-def _slot_bits(bits: int) -> int:
-    return 8 if bits > 4 else 4 if bits > 2 else 2
+_WORD_BITS = {"gptq": (2, 3, 4, 8), "awq": (4,)}
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,8 @@ class PackedWeight:
     Parameters
     ----------
     data : ndarray of uint8 or int32
-        Packed codes, shape (out, in · slot / 8) bytes or (out, in · slot / 32) words.
+        Packed codes, shape (out, ceil(in · bits / 8)) bytes or (out, in · bits / 32) words (rounded up
+        to whole words; to whole triples of words for 3 bits).
     scale : ndarray of float16, shape (out, n_groups)
         Group scales.
     zero : ndarray of uint8, int32 or float16, or None
@@ -53,8 +53,8 @@ class PackedWeight:
 
     Notes
     -----
-    Stored bytes: :math:`\\lceil n_{in} b' / 8 \\rceil` per row for codes in slots of
-    :math:`b'` bits, 2 per scale, and 2 per float zero point or :math:`b'/8` per integer one.
+    Stored bytes: :math:`\\lceil n_{in} b / 8 \\rceil` per row for :math:`b`-bit codes (byte layout),
+    2 per scale, and 2 per float zero point or :math:`b/8` per integer one (rounded up per row).
 
     Examples
     --------
@@ -84,9 +84,11 @@ class PackedWeight:
             raise TypeError(f"gq must be a GroupQuant (from rtn, gptq or awq); got {type(gq).__name__}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}; got {layout!r}")
-        slot = _slot_bits(gq.bits)
-        if layout != "byte" and slot != 4:
-            raise ValueError(f"the {layout!r} word layout holds 4-bit slots (bits 3 or 4); got bits={gq.bits}")
+        if gq.bits > 8:
+            raise ValueError(f"PackedWeight stores codes of at most 8 bits; got bits={gq.bits}")
+        if layout != "byte" and gq.bits not in _WORD_BITS[layout]:
+            raise ValueError(f"the {layout!r} word layout holds codes of {_WORD_BITS[layout]} bits; got bits={gq.bits}")
+        slot = gq.bits
         offset = -gq.qmin  # signed codes are stored shifted to [0, 2^b - 1]
         codes = gq.codes.astype(np.int64) + offset  # (out, in)
         zero: NDArray[Any] | None = None
@@ -98,20 +100,15 @@ class PackedWeight:
                    gq.bits, gq.group_size, gq.zero_kind, layout)  # fmt: skip
 
     @staticmethod
-    def _pack(q: NDArray[np.int64], slot: int, layout: str) -> NDArray[Any]:
-        if slot == 8:
-            return q.astype(np.uint8)
+    def _pack(q: NDArray[np.int64], bits: int, layout: str) -> NDArray[Any]:
         if layout == "byte":
-            return pack(q, slot, order="low_first")
-        return pack_int32(q, 4, order=layout)
+            return q.astype(np.uint8) if bits == 8 else pack(q, bits, order="low_first")
+        return pack_int32(q, bits, order=layout)
 
     def _unpack(self, data: NDArray[Any], n: int) -> NDArray[np.uint8]:
-        slot = _slot_bits(self.bits)
-        if slot == 8:
-            return data.astype(np.uint8)
         if self.layout == "byte":
-            return unpack(data, slot, n, order="low_first")
-        return unpack_int32(data, 4, n, order=self.layout)
+            return data.astype(np.uint8) if self.bits == 8 else unpack(data, self.bits, n, order="low_first")
+        return unpack_int32(data, self.bits, n, order=self.layout)
 
     @property
     def nbytes(self) -> int:
