@@ -67,3 +67,26 @@ def test_smoothquant_undoes_a_diagonal_injection(model):
     assert (
         channel_ranges(big, TOK)["blocks.0.attn.qkv"].max() > 10 * channel_ranges(model, TOK)["blocks.0.attn.qkv"].max()
     )
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_integer_path_equals_the_simulation(model, mode):
+    qps = calibrate_activations(model, TOK) if mode == "static" else None
+    sim = model.forward(TOK, linear=w8a8_hook(mode, qps))
+    acc = model.forward(TOK, linear=w8a8_hook(mode, qps, integer=True))
+    np.testing.assert_allclose(acc, sim, atol=2e-4)
+    assert not np.allclose(sim, model.forward(TOK), atol=1e-6)  # and both differ from float
+    with pytest.raises(TypeError):
+        w8a8_hook(mode, qps, integer=1)
+
+
+def test_weight_cache_is_not_fooled_by_a_reused_id(model):
+    # a hook kept across models must not serve one model's quantized weights to another
+    hook = w8a8_hook("dynamic")
+    x = np.ones((1, 2, 16), np.float32)
+    b = np.zeros(16, np.float32)
+    for seed in range(20):  # fresh arrays, some at addresses just freed
+        w = np.random.default_rng(seed).standard_normal((16, 16)).astype(np.float32)
+        ref = w8a8_hook("dynamic")("l", x, w, b)
+        np.testing.assert_array_equal(hook("l", x, w, b), ref)
+        del w

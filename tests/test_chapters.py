@@ -454,6 +454,12 @@ assert 0.85 < linear_macs / total < 0.95 and other / total < 0.05
     ),
     Pin(
         """
+assert abs(p_int - p_sim) < 1e-3
+""",
+        after="integer=True), **ev)",
+    ),
+    Pin(
+        """
 assert np.flatnonzero(out).tolist() == [5, 50, 100]
 assert round(100 * cost["float_macs"] / macs) == 2
 assert 1.01 < cost["weight_bytes"] / (w.size + 4 * w.shape[0]) < 1.05

@@ -116,7 +116,12 @@ def _fq_weight(w: NDArray[Any], bits: int = 8) -> NDArray[Any]:
 
 
 def w8a8_hook(
-    mode: str, static_qparams: Mapping[str, QParams] | None = None, *, bits: int = 8, skip: tuple[str, ...] = ()
+    mode: str,
+    static_qparams: Mapping[str, QParams] | None = None,
+    *,
+    bits: int = 8,
+    skip: tuple[str, ...] = (),
+    integer: bool = False,
 ) -> Hook:
     """A ``linear`` hook for :meth:`qlearn.lm.Transformer.forward` that runs every layer in W8A8.
 
@@ -131,55 +136,85 @@ def w8a8_hook(
         Activation and weight bit width.
     skip : tuple of str, default ()
         Linear names left in float.
+    integer : bool, default False
+        Run the products on the integer codes (:func:`qlearn.integer.quantized_matmul`, int32
+        accumulators, then one rescale per output) instead of simulating them with fake-quantized
+        operands and a float matmul. Both give the same numbers up to float rounding.
 
     Returns
     -------
     callable
-        ``linear(name, x, weight, bias) -> y`` (simulated: fake-quantized operands, float matmul, which
-        equals the integer path up to float rounding, see :func:`w8a8_matmul`).
+        ``linear(name, x, weight, bias) -> y`` in the dtype of ``x``.
 
     Raises
     ------
     ValueError
         On an unknown mode, or ``static`` without parameters; when called, on a layer name that
         ``static_qparams`` lacks.
+    TypeError
+        If ``integer`` is not a bool.
 
     Notes
     -----
-    Weights: symmetric per output channel, :math:`s^w_j = \\max_k |W_{jk}| / 127`. Activations, static:
-    affine min-max over calibration; dynamic: :math:`s^x_t = \\max_k |X_{tk}| / 127` per token.
+    Weights: symmetric per output channel, :math:`s^w_j = \\max_k |W_{jk}| / (2^{b-1} - 1)`. Activations,
+    static: affine min-max over calibration, :math:`x \\approx s(q - z)`; dynamic:
+    :math:`s^x_t = \\max_k |X_{tk}| / (2^{b-1} - 1)` per token. The integer path computes
+    :math:`y_{tj} = s^x_t s^w_j \\sum_k (q^x_{tk} - z) q^w_{jk} + b_j` (with :math:`z = 0` and a
+    per-token :math:`s^x_t` when dynamic).
 
     Examples
     --------
     >>> import numpy as np
-    >>> hook = w8a8_hook("dynamic")
-    >>> y = hook("l", np.ones((1, 2, 3), np.float32), np.eye(3, dtype=np.float32), np.zeros(3, np.float32))
-    >>> y.shape
-    (1, 2, 3)
+    >>> x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(1, 2, 3)
+    >>> w, b = np.eye(3, dtype=np.float32), np.zeros(3, np.float32)
+    >>> y_sim = w8a8_hook("dynamic")("l", x, w, b)
+    >>> y_int = w8a8_hook("dynamic", integer=True)("l", x, w, b)
+    >>> y_sim.shape, bool(np.allclose(y_sim, y_int, atol=1e-6))
+    ((1, 2, 3), True)
     """
     if mode not in W8A8_MODES:
         raise ValueError(f"mode must be one of {W8A8_MODES}; got {mode!r}")
     if mode == "static" and static_qparams is None:
         raise ValueError("mode 'static' needs static_qparams (one QParams per linear name); got None")
-    cache: dict[str, NDArray[Any]] = {}
+    if not isinstance(integer, bool):
+        raise TypeError(f"integer must be a bool; got {integer!r}")
+    table: Mapping[str, QParams] = static_qparams if static_qparams is not None else {}
+    # per weight array: (the array itself, so its id cannot be reused while cached; what the layer needs)
+    cache: dict[int, tuple[NDArray[Any], Any]] = {}
+
+    def prepared(weight: NDArray[Any]) -> Any:
+        hit = cache.get(id(weight))
+        if hit is None or hit[0] is not weight:
+            if integer:
+                qpw = choose_qparams(weight, bits, symmetric=True, narrow=True, axis=0)
+                hit = (weight, (quantize(weight, qpw).T, qpw.scale.astype(np.float64)))  # (in, out), (out,)
+            else:
+                hit = (weight, _fq_weight(weight, bits))
+            cache[id(weight)] = hit
+        return hit[1]
+
+    def act_qparams(name: str, x2: NDArray[Any]) -> QParams:
+        if mode == "dynamic":
+            return choose_qparams(x2, bits, symmetric=True, narrow=True, axis=0)
+        if name not in table:
+            raise ValueError(f"static_qparams has no entry for the linear {name!r}; it has {sorted(table)}")
+        return table[name]
 
     def linear(name: str, x: NDArray[Any], weight: NDArray[Any], bias: NDArray[Any]) -> NDArray[Any]:
         if name in skip:
             plain: NDArray[Any] = x @ weight.T + bias
             return plain
-        key = f"{name}:{id(weight)}"
-        if key not in cache:
-            cache[key] = _fq_weight(weight, bits)
-        x2 = x.reshape(-1, x.shape[-1])
-        if static_qparams is not None and mode == "static":
-            if name not in static_qparams:
-                raise ValueError(
-                    f"static_qparams has no entry for the linear {name!r}; it has {sorted(static_qparams)}"
-                )
-            xq = fake_quantize(x2, static_qparams[name])
+        x2 = x.reshape(-1, x.shape[-1])  # (tokens, in)
+        qp = act_qparams(name, x2)
+        if integer:
+            qw_t, sw = prepared(weight)
+            z = int(np.asarray(qp.zero_point).ravel()[0]) if mode == "static" else 0
+            acc = quantized_matmul(quantize(x2, qp), z, qw_t, 0)  # (tokens, out) int32
+            sx = np.asarray(qp.scale, dtype=np.float64).reshape(-1, 1)  # (tokens, 1) or (1, 1)
+            y2 = (acc * sx * sw[None, :]).astype(x.dtype) + bias
         else:
-            xq = fake_quantize(x2, choose_qparams(x2, bits, symmetric=True, narrow=True, axis=0))
-        y: NDArray[Any] = (xq.astype(x.dtype) @ cache[key].T + bias).reshape(*x.shape[:-1], -1)
+            y2 = fake_quantize(x2, qp).astype(x.dtype) @ prepared(weight).T + bias
+        y: NDArray[Any] = y2.reshape(*x.shape[:-1], -1)
         return y
 
     return linear
