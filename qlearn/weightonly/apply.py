@@ -170,7 +170,7 @@ def quantize_model(
         Called with each layer's name before it is quantized.
     **options
         Passed to :func:`gptq` (``percdamp``, ``act_order``, ``block_size``) or :func:`awq`
-        (``n_grid``, ``clip_search``, ``max_shrink``).
+        (``n_grid``, ``clip_search``, ``max_shrink``, ``alpha``, ``scaling``, ``clip_ends``).
 
     Returns
     -------

@@ -4,11 +4,12 @@ A linear layer is unchanged if input channel :math:`j` of the weight is multipli
 :math:`s_j` and the input divided by it: :math:`x W^\\top = (x / s) (W \\operatorname{diag} s)^\\top`.
 Rounding error, though, is not: a channel scaled up gets a relatively finer grid, and a channel
 whose inputs are large is where that precision pays (Lin et al., 2024). AWQ ties the scales to
-the input magnitudes, :math:`s_j = \\overline{|x_j|}^{\\,\\alpha}`, searches
-:math:`\\alpha \\in [0, 1)` on a grid for the smallest output error, then searches, group by
-group, for the range shrink factor that minimises that group's output error. :math:`1/s` is
-folded into whatever produces :math:`x` (a LayerNorm's gain, a previous linear layer) or applied
-to :math:`x` on the fly.
+the input magnitudes, :math:`s_j = \\overline{|x_j|}^{\\,\\alpha}` (or, in the "duo" form of later
+AWQ code, also to the weight magnitudes), and searches :math:`\\alpha \\in [0, 1)` on a grid for the
+smallest output error. Every candidate :math:`\\alpha` is judged after its own clipping search, which
+picks, group by group, how far to pull in each end of the range; so the exponent is chosen for the
+quantizer that is returned. :math:`1/s` is folded into whatever produces :math:`x` (a LayerNorm's
+gain, a previous linear layer) or applied to :math:`x` on the fly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from numpy.typing import ArrayLike, NDArray
 from qlearn._checks import as_float_array, as_int, check_bits
 from qlearn.weightonly.rtn import GroupQuant, _check_group_size, _check_weight, _check_zero, rtn
 
+SCALINGS = ("activation", "duo")
+CLIP_ENDS = ("shared", "separate")
+
 
 @dataclass(frozen=True)
 class AWQQuant:
@@ -30,13 +34,14 @@ class AWQQuant:
     Parameters
     ----------
     quant : GroupQuant
-        Codes and group parameters of the scaled weight :math:`W \\operatorname{diag} s`.
+        Codes and group parameters of the scaled (and clipped) weight :math:`W \\operatorname{diag} s`.
     input_scale : ndarray of float, shape (in,)
         The scales :math:`s` (the layer's input is divided by them).
     alpha : float
         The exponent chosen by the grid search.
-    clip : ndarray of float, shape (out, n_groups)
-        The range shrink factor chosen for each group (all 1 without the clipping search).
+    clip : ndarray of float, shape (out, n_groups, 2)
+        The factors by which the clipping search pulled in the lower and the upper end of each
+        group's range (all 1 without the clipping search).
 
     Notes
     -----
@@ -48,8 +53,8 @@ class AWQQuant:
     >>> rng = np.random.default_rng(0)
     >>> w, x = rng.standard_normal((8, 64)), rng.standard_normal((128, 64))
     >>> aq = awq(w, x, bits=4, group_size=32)
-    >>> aq.dequantize().shape, aq.input_scale.shape
-    ((8, 64), (64,))
+    >>> aq.dequantize().shape, aq.input_scale.shape, aq.clip.shape
+    ((8, 64), (64,), (8, 2, 2))
     """
 
     quant: GroupQuant
@@ -62,15 +67,30 @@ class AWQQuant:
         return (self.quant.dequantize(np.float64) / self.input_scale).astype(dtype)
 
 
-def activation_scales(x: ArrayLike, alpha: float) -> NDArray[np.float64]:
-    """AWQ's input-channel scales :math:`s_j = \\overline{|x_j|}^{\\,\\alpha}`, normalised.
+def _relative_weight_magnitude(w: NDArray[np.float64], gs: int) -> NDArray[np.float64]:
+    """Mean over rows of :math:`|w_{ij}|` divided by the largest :math:`|w|` of its (row, group); (in,)."""
+    groups = np.abs(w).reshape(w.shape[0], -1, gs)  # (out, n_groups, group_size)
+    peak = np.maximum(groups.max(axis=-1, keepdims=True), np.finfo(np.float64).tiny)  # (out, n_groups, 1)
+    rel: NDArray[np.float64] = (groups / peak).reshape(w.shape).mean(axis=0)  # (in,)
+    return rel
+
+
+def activation_scales(
+    x: ArrayLike, alpha: float, *, w: ArrayLike | None = None, group_size: int | None = None
+) -> NDArray[np.float64]:
+    """AWQ's input-channel scales :math:`s_j = \\overline{|x_j|}^{\\,\\alpha}` (or the "duo" form), normalised.
 
     Parameters
     ----------
     x : array_like of float, shape (..., in)
         Calibration inputs of the layer.
     alpha : float
-        Exponent in [0, 1]; 0 gives all ones.
+        Exponent in [0, 1]; 0 gives all ones when ``w`` is not given.
+    w : array_like of float, shape (out, in), optional
+        The layer's weight: if given, the scales also divide by the weights' relative size
+        (the "duo" form, see Notes).
+    group_size : int or None, optional
+        Columns per quantization group of ``w`` (``None``: one group per row); only with ``w``.
 
     Returns
     -------
@@ -79,20 +99,29 @@ def activation_scales(x: ArrayLike, alpha: float) -> NDArray[np.float64]:
     Raises
     ------
     TypeError, ValueError
-        On non-finite or empty ``x``, or ``alpha`` outside [0, 1].
+        On non-finite or empty ``x``, ``alpha`` outside [0, 1], a ``w`` whose input width is not
+        ``x``'s, or a ``group_size`` that does not divide it.
 
     Notes
     -----
-    .. math:: s_j = \\frac{m_j^\\alpha}{\\sqrt{\\max_k m_k^\\alpha \\, \\min_k m_k^\\alpha}},
-              \\qquad m_j = \\max\\big(\\tfrac1N \\textstyle\\sum_t |x_{tj}|,\\ 10^{-4}\\big)
+    With :math:`m_j = \\max\\big(\\tfrac1N \\textstyle\\sum_t |x_{tj}|,\\ 10^{-4}\\big)`,
 
-    The normalisation centres the scales around 1 in the geometric sense; it changes nothing
-    but the size of the numbers.
+    .. math:: u_j = m_j^\\alpha \\quad\\text{or, with } w, \\quad
+              u_j = \\max\\Big(\\frac{m_j^\\alpha}{\\max(v_j, 10^{-4})^{1-\\alpha}},\\ 10^{-4}\\Big),
+              \\qquad s_j = \\frac{u_j}{\\sqrt{\\max_k u_k \\, \\min_k u_k}},
+
+    where :math:`v_j` is the mean over rows :math:`i` of :math:`|w_{ij}|` divided by the largest
+    :math:`|w|` in the group of row :math:`i` that holds column :math:`j`. Dividing by :math:`v_j`
+    shrinks the columns whose weights are large within their groups (they set the groups' ranges),
+    which frees range for the others. The normalisation centres the scales around 1 in the geometric
+    sense; it changes nothing but the size of the numbers.
 
     Examples
     --------
     >>> activation_scales([[1.0, 4.0], [-1.0, -4.0]], alpha=0.5)
     array([0.70710678, 1.41421356])
+    >>> activation_scales([[1.0, 1.0]], alpha=0.0, w=[[1.0, 4.0]])  # weights 1/4 and 1 of the peak
+    array([2. , 0.5])
     """
     arr = as_float_array(x, "x")
     if arr.ndim == 0:
@@ -101,8 +130,17 @@ def activation_scales(x: ArrayLike, alpha: float) -> NDArray[np.float64]:
     if not 0 <= a <= 1:
         raise ValueError(f"alpha must lie in [0, 1]; got {alpha!r}")
     m = np.maximum(np.abs(arr.reshape(-1, arr.shape[-1])).mean(axis=0, dtype=np.float64), 1e-4)  # (in,)
-    s = m**a
-    result: NDArray[np.float64] = s / np.sqrt(s.max() * s.min())
+    if w is None:
+        if group_size is not None:
+            raise ValueError(f"group_size is used only with w (the duo form); got group_size={group_size!r}, w=None")
+        u = m**a
+    else:
+        wa = _check_weight(w).astype(np.float64)
+        if wa.shape[1] != m.shape[0]:
+            raise ValueError(f"w must have {m.shape[0]} input columns, as x has; got w of shape {wa.shape}")
+        v = _relative_weight_magnitude(wa, _check_group_size(group_size, wa.shape[1]))
+        u = np.maximum(m**a / np.maximum(v, 1e-4) ** (1 - a), 1e-4)
+    result: NDArray[np.float64] = u / np.sqrt(u.max() * u.min())
     return result
 
 
@@ -158,6 +196,40 @@ def _output_error(gram: NDArray[np.float64], delta: NDArray[np.float64]) -> NDAr
     return out
 
 
+def _clipped_rtn(ws: NDArray[np.float64], ends: NDArray[np.float64], bits: int, gs: int, kind: str) -> GroupQuant:
+    """RTN of ``ws`` after clamping each (row, group) to its range with the ends pulled in by ``ends``."""
+    groups = ws.reshape(ws.shape[0], -1, gs)  # (out, n_groups, group_size)
+    lo = groups.min(axis=-1) * ends[..., 0]  # (out, n_groups)
+    hi = groups.max(axis=-1) * ends[..., 1]  # (out, n_groups)
+    clamped = np.clip(groups, lo[..., None], hi[..., None]).reshape(ws.shape)  # (out, in)
+    return rtn(clamped, bits, gs, zero=kind)
+
+
+def _clip_search(
+    ws: NDArray[np.float64],
+    gram_s: NDArray[np.float64],
+    bits: int,
+    gs: int,
+    kind: str,
+    factors: list[float],
+    separate: bool,
+) -> NDArray[np.float64]:
+    """Ends factors (out, n_groups, 2) that minimise each (row, group)'s own output error."""
+    n_out, n_groups = ws.shape[0], ws.shape[1] // gs
+    idx = np.arange(n_groups)
+    blocks = gram_s.reshape(n_groups, gs, n_groups, gs)[idx, :, idx, :]  # (n_groups, gs, gs) diagonal blocks
+    pairs = [(lo, hi) for lo in factors for hi in factors] if separate else [(r, r) for r in factors]
+    best = np.ones((n_out, n_groups, 2))
+    best_err = np.full((n_out, n_groups), np.inf)
+    for lo, hi in pairs:
+        ends = np.broadcast_to(np.array([lo, hi]), (n_out, n_groups, 2))
+        delta = (ws - _clipped_rtn(ws, ends, bits, gs, kind).dequantize(np.float64)).reshape(n_out, n_groups, gs)
+        err = np.einsum("igj,gjk,igk->ig", delta, blocks, delta)  # (out, n_groups)
+        better = err < best_err
+        best[better], best_err[better] = (lo, hi), err[better]
+    return best
+
+
 def awq(
     w: ArrayLike,
     x: ArrayLike,
@@ -169,6 +241,8 @@ def awq(
     clip_search: bool = True,
     max_shrink: float = 0.5,
     alpha: float | None = None,
+    scaling: str = "duo",
+    clip_ends: str = "separate",
 ) -> AWQQuant:
     """Activation-aware weight quantization of one linear layer.
 
@@ -184,11 +258,21 @@ def awq(
         Grid of exponents :math:`\\alpha = k / n_{grid}`, :math:`k = 0, \\dots, n_{grid} - 1`, and
         of shrink factors :math:`1 - k / n_{grid}`.
     clip_search : bool, default True
-        Search a range shrink factor per (row, group) after scaling.
+        Search how far to pull in the ends of each (row, group)'s range after scaling; every
+        candidate exponent is judged with its own clipping search.
     max_shrink : float, default 0.5
-        Largest fraction of the range the clipping search may cut off, in [0, 1).
+        Largest fraction of an end the clipping search may cut off, in [0, 1).
     alpha : float, optional
-        Use this exponent instead of searching (``alpha=0`` is RTN, with the clipping search if on).
+        Use this exponent instead of searching (with ``scaling="activation"``, ``alpha=0`` is RTN,
+        with the clipping search if on).
+    scaling : {"duo", "activation"}, default "duo"
+        ``"activation"``: :math:`s_j = \\overline{|x_j|}^{\\alpha}` (the AWQ paper);
+        ``"duo"``: also divided by the weights' relative size to the power :math:`1 - \\alpha`
+        (see :func:`activation_scales`).
+    clip_ends : {"separate", "shared"}, default "separate"
+        ``"shared"``: one factor pulls in both ends of a group's range (the AWQ reference);
+        ``"separate"``: the lower and the upper end get a factor each, searched on the grid of pairs
+        (an extension of ours, not in the AWQ paper or its code; OmniQuant learns two such bounds).
 
     Returns
     -------
@@ -197,16 +281,22 @@ def awq(
     Raises
     ------
     TypeError, ValueError
-        On mismatched shapes, non-finite input, or a bad ``n_grid``, ``max_shrink`` or ``alpha``.
+        On mismatched shapes, non-finite input, or a bad ``n_grid``, ``max_shrink``, ``alpha``,
+        ``scaling`` or ``clip_ends``.
 
     Notes
     -----
-    .. math:: \\alpha^\\star = \\arg\\min_\\alpha \\big\\lVert x W^\\top - (x/s_\\alpha)\\,
-              Q(W \\operatorname{diag} s_\\alpha)^\\top \\big\\rVert^2
+    For each :math:`\\alpha` on the grid, with :math:`s = s_\\alpha`, :math:`w' = W \\operatorname{diag} s`
+    and :math:`x' = x / s`, the clipping search picks for every row :math:`i` and group :math:`g` the
+    factors :math:`(r_{lo}, r_{hi})` that minimise :math:`\\lVert x'_g (w'_{ig} - Q_r(w'_{ig}))^\\top
+    \\rVert^2`, where :math:`Q_r` rounds :math:`w'_{ig}` clamped to :math:`[r_{lo} \\min w'_{ig},\\
+    r_{hi} \\max w'_{ig}]`. Then
 
-    then, for every row :math:`i` and group :math:`g`, the factor :math:`r` that minimises
-    :math:`\\lVert x'_g (w'_{ig} - Q_r(w'_{ig}))^\\top \\rVert^2` with :math:`x' = x/s`, :math:`w' = W
-    \\operatorname{diag} s` and :math:`Q_r` fitted to the range shrunk by :math:`r`.
+    .. math:: \\alpha^\\star = \\arg\\min_\\alpha \\big\\lVert x W^\\top - (x/s_\\alpha)\\,
+              Q_{r(\\alpha)}(W \\operatorname{diag} s_\\alpha)^\\top \\big\\rVert^2 .
+
+    Choosing :math:`\\alpha` without the clipping and clipping afterwards (as the AWQ reference does)
+    can return a worse pair than no scaling at all with clipping.
 
     Examples
     --------
@@ -232,31 +322,28 @@ def awq(
         raise ValueError(f"n_grid must be a positive integer; got {grid}")
     if not 0 <= float(max_shrink) < 1:
         raise ValueError(f"max_shrink must lie in [0, 1); got {max_shrink!r}")
-
-    def quantized(s: NDArray[np.float64], clip: ArrayLike = 1.0) -> tuple[GroupQuant, NDArray[np.float64]]:
-        gq = rtn(wa * s, bits, gs, zero=kind, clip=clip)
-        return gq, gq.dequantize(np.float64) / s
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {', '.join(map(repr, SCALINGS))}; got {scaling!r}")
+    if clip_ends not in CLIP_ENDS:
+        raise ValueError(f"clip_ends must be one of {', '.join(map(repr, CLIP_ENDS))}; got {clip_ends!r}")
+    alphas = [float(alpha)] if alpha is not None else [k / grid for k in range(grid)]
+    duo = scaling == "duo"
+    scales = [activation_scales(xa, a, w=wa, group_size=gs) if duo else activation_scales(xa, a) for a in alphas]
+    factors = [1 - k / grid for k in range(int(float(max_shrink) * grid) + 1)] if clip_search else [1.0]
+    n_out, n_groups = wa.shape[0], wa.shape[1] // gs
 
     gram = xa.T @ xa / xa.shape[0]  # (in, in): every output error below is a quadratic form in it
-    alphas = [float(alpha)] if alpha is not None else [k / grid for k in range(grid)]
-    errors = [_output_error(gram, wa - quantized(activation_scales(xa, a))[1]).sum() for a in alphas]
-    best = alphas[int(np.argmin(errors))]
-    s = activation_scales(xa, best)
-    n_out, n_groups = wa.shape[0], wa.shape[1] // gs
-    ratio = np.ones((n_out, n_groups))
-    if clip_search:
+    candidates = []  # (layer error, ends, quant) for each exponent
+    for s in scales:
         ws = wa * s  # (out, in), the scaled weight; its inputs are x / s, with Gram matrix G / (s s^T)
-        gram_s = gram / np.outer(s, s)
-        best_err = np.full((n_out, n_groups), np.inf)
-        for k in range(int(max_shrink * grid) + 1):
-            r = 1 - k / grid
-            delta = ws - rtn(ws, bits, gs, zero=kind, clip=r).dequantize(np.float64)  # (out, in)
-            cols = [slice(g * gs, (g + 1) * gs) for g in range(n_groups)]
-            err = np.stack([_output_error(gram_s[c, c], delta[:, c]) for c in cols], axis=1)  # (out, n_groups)
-            better = err < best_err
-            ratio[better], best_err[better] = r, err[better]
-    gq, _ = quantized(s, ratio)
-    return AWQQuant(gq, s, best, ratio)
+        if clip_search:
+            ends = _clip_search(ws, gram / np.outer(s, s), bits, gs, kind, factors, clip_ends == "separate")
+        else:
+            ends = np.ones((n_out, n_groups, 2))
+        gq = _clipped_rtn(ws, ends, bits, gs, kind)
+        candidates.append((float(_output_error(gram, wa - gq.dequantize(np.float64) / s).sum()), ends, gq))
+    k = int(np.argmin([c[0] for c in candidates]))  # ties go to the smaller exponent
+    return AWQQuant(candidates[k][2], scales[k], alphas[k], candidates[k][1])
 
 
 __all__ = ["AWQQuant", "activation_scales", "awq", "scale_layer"]
