@@ -81,15 +81,13 @@ def as_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def check_bits(bits: Any) -> int:
-    """Return ``bits`` as an int in [MIN_BITS, MAX_BITS]."""
+def check_bits(bits: Any, high: int = MAX_BITS) -> int:
+    """Return ``bits`` as an int in [MIN_BITS, high] (``high`` at most MAX_BITS)."""
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
-        raise TypeError(
-            f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}]; got {bits!r} of type {type(bits).__name__}"
-        )
+        raise TypeError(f"bits must be an integer in [{MIN_BITS}, {high}]; got {bits!r} of type {type(bits).__name__}")
     value = int(bits)
-    if not MIN_BITS <= value <= MAX_BITS:
-        raise ValueError(f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}]; got {value}")
+    if not MIN_BITS <= value <= high:
+        raise ValueError(f"bits must be an integer in [{MIN_BITS}, {high}]; got {value}")
     return value
 
 

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from qlearn._checks import check_bits
 from qlearn.primitives import fake_quantize
 from qlearn.qparams import PerAxis, choose_qparams, qparams_from_range
 
 __all__ = ["kv_cache_bytes", "kv_quant_hook", "kv_ranges", "quantize_kv"]
 
 _AXES = ("token", "channel")
-_MIN_BITS, _MAX_BITS = 2, 8
+_MAX_BITS = 8  # codes of the cache: 2 to 8 bits
 
 KVHook = Callable[[int, NDArray[Any], NDArray[Any]], tuple[NDArray[Any], NDArray[Any]]]
 Ranges = tuple[NDArray[np.float64], NDArray[np.float64]]
@@ -33,15 +34,6 @@ def _positive_int(value: Any, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer of at least {low}; got {value!r}")
     return int(value)
-
-
-def _kv_bits(bits: Any) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
-        raise TypeError(f"bits must be an integer in [{_MIN_BITS}, {_MAX_BITS}]; got {bits!r}")
-    value = int(bits)
-    if not _MIN_BITS <= value <= _MAX_BITS:
-        raise ValueError(f"bits must be an integer in [{_MIN_BITS}, {_MAX_BITS}]; got {value}")
-    return value
 
 
 def _group(group_size: Any) -> int | None:
@@ -186,7 +178,7 @@ def quantize_kv(
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 4:
         raise ValueError(f"x must be (B, H, T, d); got shape {a.shape}")
-    b = _kv_bits(bits)
+    b = check_bits(bits, high=_MAX_BITS)
     if axis not in _AXES:
         raise ValueError(f"axis must be one of {_AXES}; got {axis!r}")
     bsz, h, t, d = a.shape
@@ -318,7 +310,7 @@ def kv_quant_hook(
     ...
     ValueError: key_axis='channel' needs static key_ranges=kv_ranges(model, calibration_tokens): ...
     """
-    b = _kv_bits(bits)
+    b = check_bits(bits, high=_MAX_BITS)
     if key_axis not in _AXES:
         raise ValueError(f"key_axis must be one of {_AXES}; got {key_axis!r}")
     g = _group(group_size)

@@ -21,6 +21,11 @@ W8A8_MODES = ("static", "dynamic")
 Hook = Callable[[str, NDArray[Any], NDArray[Any], NDArray[Any]], NDArray[Any]]
 
 
+def _per_row(a: NDArray[Any], bits: int = 8) -> QParams:
+    # one symmetric narrow-range scale per row: per token for activations, per output channel for weights
+    return choose_qparams(a, bits, symmetric=True, narrow=True, axis=0)
+
+
 def w8a8_matmul(x: ArrayLike, w: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
     """``x @ w.T`` on int8 codes: per-token activation scales times per-channel weight scales.
 
@@ -60,8 +65,7 @@ def w8a8_matmul(x: ArrayLike, w: ArrayLike) -> tuple[NDArray[np.float64], NDArra
     xa, wa = np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64)
     if xa.ndim != 2 or wa.ndim != 2 or xa.shape[1] != wa.shape[1]:
         raise ValueError(f"need x (M, K) and w (N, K); got shapes {xa.shape} and {wa.shape}")
-    qpx = choose_qparams(xa, symmetric=True, narrow=True, axis=0)
-    qpw = choose_qparams(wa, symmetric=True, narrow=True, axis=0)
+    qpx, qpw = _per_row(xa), _per_row(wa)
     acc = quantized_matmul(quantize(xa, qpx), 0, quantize(wa, qpw).T, 0)
     sx, sw = qpx.scale.astype(np.float64), qpw.scale.astype(np.float64)
     return acc.astype(np.float64) * sx[:, None] * sw[None, :], acc
@@ -112,7 +116,7 @@ def calibrate_activations(
 
 
 def _fq_weight(w: NDArray[Any], bits: int = 8) -> NDArray[Any]:
-    return fake_quantize(w, choose_qparams(w, bits, symmetric=True, narrow=True, axis=0)).astype(w.dtype)
+    return fake_quantize(w, _per_row(w, bits)).astype(w.dtype)
 
 
 def w8a8_hook(
@@ -186,7 +190,7 @@ def w8a8_hook(
         hit = cache.get(id(weight))
         if hit is None or hit[0] is not weight:
             if integer:
-                qpw = choose_qparams(weight, bits, symmetric=True, narrow=True, axis=0)
+                qpw = _per_row(weight, bits)
                 hit = (weight, (quantize(weight, qpw).T, qpw.scale.astype(np.float64)))  # (in, out), (out,)
             else:
                 hit = (weight, _fq_weight(weight, bits))
@@ -195,7 +199,7 @@ def w8a8_hook(
 
     def act_qparams(name: str, x2: NDArray[Any]) -> QParams:
         if mode == "dynamic":
-            return choose_qparams(x2, bits, symmetric=True, narrow=True, axis=0)
+            return _per_row(x2, bits)
         if name not in table:
             raise ValueError(f"static_qparams has no entry for the linear {name!r}; it has {sorted(table)}")
         return table[name]

@@ -232,7 +232,7 @@ def _stream_words(moved: NDArray[Any]) -> NDArray[np.uint32]:
     """3-bit codes along the last axis -> GPTQ's words: the bit stream, 32 codes per 3 words."""
     groups, _ = _groups(moved, 32, moved.ndim - 1)  # (..., m, 32): whole triples of words
     stream = _to_stream(groups.reshape(*groups.shape[:-2], -1), 3)  # (..., 12 m) bytes
-    return stream.reshape(*stream.shape[:-1], -1, 4).astype(np.uint32) @ (1 << 8 * np.arange(4, dtype=np.uint32))
+    return np.ascontiguousarray(stream).view("<u4").astype(np.uint32)  # (..., 3 m): four bytes per word
 
 
 def _word_shifts(bits: int, order: str) -> NDArray[np.uint32]:
@@ -290,7 +290,7 @@ def pack_int32(q: ArrayLike, bits: int = 4, order: str = "gptq", axis: int = -1)
     arr = _codes(q, b)
     ax = check_axis(axis, arr.ndim)
     if b == 3:
-        words3 = _stream_words(np.moveaxis(arr, ax, -1)).astype(np.uint32)  # (..., 3 m)
+        words3 = _stream_words(np.moveaxis(arr, ax, -1))  # (..., 3 m)
         return np.moveaxis(words3.view(np.int32), -1, ax)
     groups, _ = _groups(arr.astype(np.uint32), 32 // b, ax)  # (..., m, 32 // bits)
     words = np.bitwise_or.reduce(groups << _word_shifts(b, order), axis=-1).astype(np.uint32)  # (..., m)
@@ -354,8 +354,7 @@ def unpack_int32(
                 f"for {nwords} words of 3-bit codes; got {count}"
             )
         moved3 = np.moveaxis(arr.view(np.uint32), ax, -1)  # (..., 3 m)
-        as_bytes = (moved3[..., None] >> (8 * np.arange(4, dtype=np.uint32))) & np.uint32(255)  # (..., 3 m, 4)
-        stream = as_bytes.astype(np.uint8).reshape(*moved3.shape[:-1], -1)  # little-endian bytes
+        stream = np.ascontiguousarray(moved3.astype("<u4")).view(np.uint8)  # (..., 12 m) little-endian bytes
         return np.moveaxis(_from_stream(stream, 3, count), -1, ax)
     per = 32 // b
     count = nwords * per if n is None else as_int(n, "n")
